@@ -1,0 +1,36 @@
+# Polyglot developer targets. `make help` lists them.
+SHELL := /bin/bash
+PY ?= .venv/bin/python
+VENV := .venv
+PROTOS := $(wildcard protos/polyglot/v1/*.proto)
+
+.PHONY: help venv proto test test-fast bench smoke lint clean
+
+help:  ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+venv: $(VENV)/.installed  ## create .venv with every extra except vllm
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3.11 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[all]'
+	touch $@
+
+proto:  ## regenerate the Python stubs from protos/ (committed; a test checks they match)
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=protos --pyi_out=protos --grpc_python_out=protos $(PROTOS)
+
+test: venv  ## the whole suite, as CI runs it
+	$(PY) -m pytest
+
+bench: venv  ## benchmarks; results under bench/
+	$(PY) -m bench
+
+lint: venv
+	$(PY) -m ruff check services flows tests bench
+
+smoke: venv  ## the smoke study on CPU with local defaults
+	$(VENV)/bin/polyglot smoke
+
+clean:
+	rm -rf .polyglot .pytest_cache

@@ -1,0 +1,131 @@
+"""`polyglot`: serve the services, run them all locally, check and plan studies.
+
+    polyglot serve lid --port 50051        # one service, in the foreground
+    polyglot up                            # all four on loopback until Ctrl-C
+    polyglot health 127.0.0.1:50051        # SERVING?
+    polyglot config check configs/smoke.yaml
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.common.errors import PolyglotError
+from services.common.settings import DEFAULT_PORTS
+
+SERVICES = ("lid", "generator", "judge", "trainer")
+console = Console(stderr=True)
+app = typer.Typer(
+    help="Polyglot: how much multilinguality does instruction tuning need? Services, flows and tools.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+serve_app = typer.Typer(help="Run one service in the foreground (SIGTERM drains in-flight calls).", no_args_is_help=True)
+config_app = typer.Typer(help="Study configs.", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
+app.add_typer(config_app, name="config")
+
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+for _name in SERVICES:
+    serve_app.command(_name)(importlib.import_module(f"services.{_name}.main").serve)
+
+
+@app.command()
+def up(
+    base_port: Annotated[
+        int, typer.Option(min=1, max=65000, help="lid gets this port, generator +1, judge +2, trainer +3.")
+    ] = DEFAULT_PORTS["lid"],
+    only: Annotated[list[str] | None, typer.Option(help="Start only these services (repeatable).")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Start, check health, stop, and exit.")] = False,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for each service's health.")] = 120,
+):
+    """Start the services on loopback as child processes; stop them cleanly on Ctrl-C or SIGTERM."""
+    from services.common.local import LocalServices
+
+    names = only or list(SERVICES)
+    unknown = sorted(set(names) - set(SERVICES))
+    if unknown:
+        raise typer.BadParameter(f"unknown service(s) {unknown}; choose from {list(SERVICES)}", param_hint="--only")
+    with LocalServices(names, base_port=base_port) as services:
+        try:
+            services.wait_healthy(timeout)
+        except PolyglotError as exc:
+            raise _fail(str(exc)) from None
+        table = Table("service", "address", "pid", "health", title="Polyglot services")
+        for name, proc in services.processes.items():
+            table.add_row(name, services.addresses[name], str(proc.pid), "SERVING")
+        console.print(table)
+        if check:
+            return
+        console.print("Ctrl-C stops them.")
+        stop = {"now": False}
+        signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+        try:
+            while not stop["now"] and services.all_alive():
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        if not services.all_alive():
+            raise _fail(f"a service exited: {services.exit_codes()}")
+
+
+@app.command()
+def health(
+    addresses: Annotated[list[str], typer.Argument(help="host:port of each service to check.")],
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for SERVING.")] = 5.0,
+):
+    """Exit 0 if every address answers grpc.health.v1 SERVING."""
+    from services.common.client import wait_for_health
+
+    failed = False
+    for address in addresses:
+        try:
+            wait_for_health(address, timeout)
+            console.print(f"{address}: [green]SERVING[/]")
+        except PolyglotError as exc:
+            failed = True
+            console.print(f"{address}: [red]{exc}[/]")
+    if failed:
+        raise typer.Exit(1)
+
+
+@config_app.command("check")
+def config_check(path: Annotated[Path, typer.Argument(help="Study config YAML.")]):
+    """Validate a study config; exit 2 naming the bad field and line."""
+    from services.common.config import load_config
+
+    try:
+        cfg = load_config(path)
+    except PolyglotError as exc:
+        raise _fail(str(exc), 2) from None
+    console.print(f"[green]ok[/] {path}: study {cfg.name!r}")
+
+
+def main() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    app()
+
+
+if __name__ == "__main__":
+    main()

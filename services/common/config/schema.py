@@ -1,0 +1,195 @@
+"""The study config: one pydantic model whose fields document themselves (in the manner of TRL's configs).
+
+Every default is the paper's setting, so a study file only states what differs. `polyglot config
+schema` (see `docs.py`) prints every field with its type, default and description.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from services.common.config.data import DataConfig
+from services.common.config.evaluation import EvaluationConfig
+from services.common.config.types import Address, HubIdOrPath, LocalPath, Section, Slug, StoreUri, unique
+from services.common.presets import DATA_SEED, PAPER_SEEDS
+from services.common.settings import DEFAULT_PORTS
+
+DEFAULT_STORE = "file://./.polyglot/artifacts"
+
+
+def _default_store() -> str:
+    # The default is relative to the working directory (where `polyglot` runs), not to the study file.
+    return (Path.cwd() / ".polyglot" / "artifacts").resolve().as_uri()
+
+
+def _loopback(service: str) -> str:
+    return f"127.0.0.1:{DEFAULT_PORTS[service]}"
+
+
+class ServicesConfig(Section):
+    """gRPC addresses of the four services (`host:port` or a gRPC target such as `dns:///lid:50051`)."""
+
+    lid: Address = Field(default_factory=lambda: _loopback("lid"), description="Language identification.")
+    generator: Address = Field(default_factory=lambda: _loopback("generator"), description="Text generation.")
+    judge: Address = Field(default_factory=lambda: _loopback("judge"), description="LLM judge and translation.")
+    trainer: Address = Field(default_factory=lambda: _loopback("trainer"), description="LoRA fine-tuning.")
+
+
+class TinyRandomModel(Section):
+    """A randomly initialised Llama for pipeline checks on CPU; results from it are not findings."""
+
+    llama_config: dict[str, Any] = Field(
+        description="Keyword arguments of transformers.LlamaConfig, e.g. {hidden_size: 128, "
+        "intermediate_size: 256, num_hidden_layers: 2, num_attention_heads: 2, vocab_size: 32000}."
+    )
+    tokenizer: LocalPath = Field(description="Directory of a tokenizer that AutoTokenizer loads offline.")
+    seed: int = Field(0, ge=0, description="Seed of the random weight initialisation.")
+
+    @field_validator("llama_config")
+    @classmethod
+    def _shape(cls, config: dict[str, Any]) -> dict[str, Any]:
+        hidden, heads = config.get("hidden_size"), config.get("num_attention_heads")
+        if isinstance(hidden, int) and isinstance(heads, int) and heads > 0 and hidden % heads:
+            raise ValueError(f"hidden_size {hidden} is not divisible by num_attention_heads {heads}")
+        return config
+
+
+class BaseModelConfig(Section):
+    name: Slug = Field(description="Short name used in artifact keys, tables and figures (e.g. llama2-7b).")
+    model: HubIdOrPath | None = Field(
+        None, description="Hub id (meta-llama/Llama-2-7b-hf) or local directory; omit when tiny_random is set."
+    )
+    tiny_random: TinyRandomModel | None = Field(None, description="Build a tiny random Llama instead of loading.")
+    backend: Literal["hf", "vllm"] = Field("hf", description="Generator backend: transformers (hf) or vllm.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype for training and generation (auto: the checkpoint's own)."
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per model replica (vllm backend only).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BaseModelConfig:
+        if (self.model is None) == (self.tiny_random is None):
+            raise ValueError("set exactly one of `model` (hub id or path) and `tiny_random`")
+        if self.backend == "hf" and self.tensor_parallel_size != 1:
+            raise ValueError("tensor_parallel_size > 1 needs backend: vllm")
+        return self
+
+
+class TrainingConfig(Section):
+    """LoRA instruction tuning; defaults are the paper's recipe (§3.2)."""
+
+    lora_r: int = Field(64, gt=0, description="LoRA rank.")
+    lora_alpha: int = Field(16, gt=0, description="LoRA scaling alpha.")
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA path.")
+    lora_target_modules: str | list[str] = Field(
+        "all-linear", description="Modules that get adapters: `all-linear` or a list of module names."
+    )
+    learning_rate: float = Field(1e-5, gt=0.0, description="Peak learning rate.")
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="Learning-rate schedule after warm-up."
+    )
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="Fraction of steps spent warming up.")
+    weight_decay: float = Field(0.05, ge=0.0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(0.3, gt=0.0, description="Gradient clipping norm.")
+    max_steps: int = Field(2000, gt=0, description="Optimizer steps.")
+    effective_batch_size: int = Field(
+        64, gt=0, description="Sequences per optimizer step, across devices and gradient accumulation."
+    )
+    per_device_batch_size: int = Field(
+        4, gt=0, description="Sequences per device per forward pass; accumulation makes up the rest."
+    )
+    max_length: int = Field(1024, gt=0, description="Longest tokenised training sequence; longer ones are cut.")
+    seed: int = Field(DATA_SEED, ge=0, description="Training seed (data order, adapter initialisation).")
+    merge_adapter: bool = Field(False, description="Also store the base model with the adapter merged in.")
+
+    @model_validator(mode="after")
+    def _batch(self) -> TrainingConfig:
+        if self.effective_batch_size % self.per_device_batch_size:
+            raise ValueError(
+                f"effective_batch_size {self.effective_batch_size} is not a multiple of "
+                f"per_device_batch_size {self.per_device_batch_size}"
+            )
+        return self
+
+    def gradient_accumulation_steps(self, devices: int = 1) -> int:
+        per_step = self.per_device_batch_size * devices
+        if self.effective_batch_size % per_step:
+            raise ValueError(f"effective_batch_size {self.effective_batch_size} does not split over {devices} devices")
+        return self.effective_batch_size // per_step
+
+
+class JudgeConfig(Section):
+    provider: str = Field(
+        "openai",
+        description="Judge provider registered in the judge service: `openai` (any OpenAI-compatible API) "
+        "or `generator` (a Polyglot generator, for offline runs).",
+    )
+    model: str = Field(
+        "gpt-3.5-turbo",
+        description="Judge model (the paper's: gpt-3.5-turbo); for the `generator` provider, a model it serves.",
+    )
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint; null = the provider's default.")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Name of the environment variable holding the API key (never the key)."
+    )
+    template: str = Field("helpfulness", description="Grading template name, or an artifact URI of a template.")
+    concurrency: int = Field(8, ge=1, description="Judge requests in flight at once.")
+
+
+class ReportConfig(Section):
+    formats: list[Literal["html", "markdown"]] = Field(["html", "markdown"], min_length=1, description="Reports.")
+    figure_formats: list[Literal["png", "svg"]] = Field(["png", "svg"], min_length=1, description="Figures.")
+    confidence: float = Field(0.95, gt=0.0, lt=1.0, description="Confidence level of bootstrap intervals.")
+    bootstrap_samples: int = Field(1000, ge=100, description="Bootstrap resamples for intervals and tests.")
+    output_dir: LocalPath | None = Field(
+        None, description="Also copy the report here; null = only the artifact store."
+    )
+
+
+class StudyConfig(Section):
+    """A whole study: base models × mixes × tasks × languages × seeds."""
+
+    name: Slug = Field(description="Study name; reports and artifact keys carry it.")
+    description: str = Field("", description="Free text shown at the top of the report.")
+    artifact_store: StoreUri = Field(
+        default_factory=_default_store,
+        description=f"s3://bucket[/prefix] or file://<dir>; default {DEFAULT_STORE} under the working "
+        "directory. A relative file:// path in the study file is relative to the file.",
+    )
+    services: ServicesConfig = Field(default_factory=ServicesConfig, description="Where the services listen.")
+    base_models: list[BaseModelConfig] = Field(min_length=1, description="Models to tune and evaluate.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Tuning data and mixes.")
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="LoRA recipe.")
+    evaluation: EvaluationConfig = Field(description="Evaluation tasks.")
+    seeds: list[int] = Field(
+        list(PAPER_SEEDS), min_length=1, description="Inference seeds; every evaluation runs once per seed."
+    )
+    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="The LLM judge for chat.")
+    report: ReportConfig = Field(default_factory=ReportConfig, description="Report and figures.")
+
+    @field_validator("base_models")
+    @classmethod
+    def _unique_models(cls, models: list[BaseModelConfig]) -> list[BaseModelConfig]:
+        unique([m.name for m in models], "base model name")
+        return models
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int]) -> list[int]:
+        if any(seed < 0 for seed in seeds):
+            raise ValueError("seeds must be non-negative")
+        return unique(seeds, "seed")
+
+    @property
+    def is_pipeline_check(self) -> bool:
+        """True when any model is tiny and random: the report must say its numbers are not results."""
+        return any(m.tiny_random is not None for m in self.base_models)
+
+    def base_model(self, name: str) -> BaseModelConfig:
+        for model in self.base_models:
+            if model.name == name:
+                return model
+        raise KeyError(name)
