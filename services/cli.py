@@ -35,6 +35,7 @@ serve_app = typer.Typer(help="Run one service in the foreground (SIGTERM drains 
 config_app = typer.Typer(help="Study configs.", no_args_is_help=True)
 app.add_typer(serve_app, name="serve")
 app.add_typer(config_app, name="config")
+app.add_typer(importlib.import_module("flows.data.cli").app, name="data")
 
 
 

@@ -45,15 +45,11 @@ class SamplingParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    temperature: float = Field(
-        1.0, ge=0.0, description="Softmax temperature; 0 means greedy decoding."
-    )
+    temperature: float = Field(1.0, ge=0.0, description="Softmax temperature; 0 means greedy decoding.")
     top_p: float = Field(
         1.0, gt=0.0, le=1.0, description="Nucleus sampling: keep the smallest token set with this mass."
     )
-    top_k: int = Field(
-        0, ge=0, description="Keep only the k most likely tokens; 0 disables the cut."
-    )
+    top_k: int = Field(0, ge=0, description="Keep only the k most likely tokens; 0 disables the cut.")
     frequency_penalty: float = Field(
         0.0,
         ge=-2.0,
@@ -68,9 +64,7 @@ class SamplingParams(BaseModel):
     stop: tuple[str, ...] = Field(
         (), description="Strings that end generation; the stop string itself is not returned."
     )
-    seed: int | None = Field(
-        None, ge=0, description="Random seed for sampling; None lets the backend choose."
-    )
+    seed: int | None = Field(None, ge=0, description="Random seed for sampling; None lets the backend choose.")
 
     def with_seed(self, seed: int | None) -> SamplingParams:
         return self.model_copy(update={"seed": seed})

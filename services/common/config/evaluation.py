@@ -1,7 +1,7 @@
 """The `evaluation` section: the paper's four tasks, each with its languages, sample and decoding.
 
-A task left out of the file is not run; a task named with no settings (`chat:`) runs with its defaults. Default languages are the study languages
-each task's data covers, in the paper's order.
+A task left out of the file is not run; a task named with no settings (`chat:`) runs with its
+defaults. Default languages are the study languages each task's data covers, in the paper's order.
 """
 
 from __future__ import annotations
@@ -28,9 +28,7 @@ XNLI_LANGUAGES = "ar bg de el en es fr hi ru sw th tr ur vi zh"
 
 class _Task(Section):
     languages: list[LanguageCode] = Field(min_length=1, description="ISO 639-1 codes to evaluate.")
-    sample_size: int | None = Field(
-        None, gt=0, description="Items per language, a seeded sample; null = every item."
-    )
+    sample_size: int | None = Field(None, gt=0, description="Items per language, a seeded sample; null = every item.")
 
     @field_validator("languages")
     @classmethod

@@ -67,7 +67,8 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([ConfigIssue("", None, f"cannot read the study config: {exc.strerror}")], str(path))
+        issue = ConfigIssue("", None, f"cannot read the study config: {exc.strerror}")
+        raise ConfigError([issue], str(path)) from None
     return parse_config(text, base_dir=path.resolve().parent, source=str(path), overrides=overrides)
 
 
@@ -102,8 +103,12 @@ def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[PathKey, i
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        problem = " ".join(part for part in (exc.context, exc.problem) if part)
-        raise ConfigError([ConfigIssue("", mark.line + 1 if mark else None, f"invalid YAML: {problem}")], source)
+        message = f"invalid YAML: {exc.problem or exc.context}"
+        if exc.context and exc.problem:
+            # e.g. an unclosed [ is noticed lines later: say where the construct began.
+            started = f" started on line {exc.context_mark.line + 1}" if exc.context_mark else ""
+            message += f" ({exc.context}{started})"
+        raise ConfigError([ConfigIssue("", mark.line + 1 if mark else None, message)], source) from None
     except yaml.YAMLError as exc:
         raise ConfigError([ConfigIssue("", None, f"invalid YAML: {exc}")], source) from None
     finally:
@@ -162,8 +167,9 @@ def _issue(error: Mapping[str, Any], data: Any, lines: dict[PathKey, int], overr
     else:
         line, suffix = _line_of(path, lines), ""
     message = error["msg"].removeprefix("Value error, ")
+    got = repr(error.get("input"))
     if error["type"] not in ("missing", "extra_forbidden") and not isinstance(error.get("input"), (dict, list)):
-        message += f" (got {error.get('input')!r})"
+        message += "" if got in message else f" (got {got})"
     if error["type"] == "extra_forbidden":
         message = "unknown key (misspelt?)"
     return ConfigIssue(format_path(path), line, message + suffix)
@@ -175,7 +181,9 @@ def _data_path(loc: tuple[Any, ...], data: Any, error_type: str) -> PathKey:
     current = data
     for position, part in enumerate(loc):
         last = position == len(loc) - 1
-        if isinstance(current, dict) and isinstance(part, str) and part in current or isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+        in_dict = isinstance(current, dict) and isinstance(part, str) and part in current
+        in_list = isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+        if in_dict or in_list:
             current = current[part]
             path.append(part)
         elif last and error_type == "missing" and isinstance(current, dict) and isinstance(part, str):

@@ -144,9 +144,7 @@ class ReportConfig(Section):
     figure_formats: list[Literal["png", "svg"]] = Field(["png", "svg"], min_length=1, description="Figures.")
     confidence: float = Field(0.95, gt=0.0, lt=1.0, description="Confidence level of bootstrap intervals.")
     bootstrap_samples: int = Field(1000, ge=100, description="Bootstrap resamples for intervals and tests.")
-    output_dir: LocalPath | None = Field(
-        None, description="Also copy the report here; null = only the artifact store."
-    )
+    output_dir: LocalPath | None = Field(None, description="Also copy the report here; null = only the artifact store.")
 
 
 class StudyConfig(Section):

@@ -121,11 +121,11 @@ LocalPath = Annotated[Path, AfterValidator(resolve_path)]
 HubIdOrPath = Annotated[str, AfterValidator(_hub_id_or_path)]
 StoreUri = Annotated[str, AfterValidator(_store_uri)]
 Address = Annotated[str, AfterValidator(_address)]
+
+
 def _slug(value: str) -> str:
     if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,62}", value):
-        raise ValueError(
-            f"{value!r} is not a valid name: use lower-case letters, digits, '.', '_' and '-' (max 63)"
-        )
+        raise ValueError(f"{value!r} is not a valid name: use lower-case letters, digits, '.', '_' and '-' (max 63)")
     return value
 
 

@@ -1,0 +1,41 @@
+"""The artifact store: one interface, a local-directory backend and an S3 backend.
+
+    store = open_store("s3://artifacts/study1")      # or "file:///data/artifacts", or a plain path
+    info = store.put_json("datasets/mix/ab12/manifest.json", {...})
+    store.get_dir("models/llama/mix/cd34", "/tmp/model")
+"""
+
+from services.common.store.base import ArtifactStore, ObjectInfo, validate_key, validate_prefix
+from services.common.store.local import LocalStore
+from services.common.store.uri import (
+    StoreLocation,
+    backend_for,
+    open_object,
+    open_store,
+    parse_uri,
+    register_backend,
+)
+
+__all__ = [
+    "ArtifactStore",
+    "LocalStore",
+    "ObjectInfo",
+    "S3Store",
+    "StoreLocation",
+    "backend_for",
+    "open_object",
+    "open_store",
+    "parse_uri",
+    "register_backend",
+    "validate_key",
+    "validate_prefix",
+]
+
+
+def __getattr__(name: str):
+    # The S3 backend pulls in the minio client: import it only when asked for.
+    if name == "S3Store":
+        from services.common.store.s3 import S3Store
+
+        return S3Store
+    raise AttributeError(name)

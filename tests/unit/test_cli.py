@@ -1,0 +1,59 @@
+"""The `polyglot` command line: bad options and bad configs exit 2 naming what is wrong."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from services.cli import app
+
+runner = CliRunner()
+
+
+def _polyglot(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_port_that_is_not_a_number_exits_2_naming_the_option():
+    result = _polyglot("serve", "lid", "--port", "notanumber")
+    assert result.returncode == 2
+    assert "--port" in result.stderr
+
+
+@pytest.mark.parametrize("service", ["lid", "generator", "judge", "trainer"])
+def test_serve_help_for_every_service(service):
+    result = runner.invoke(app, ["serve", service, "--help"])
+    assert result.exit_code == 0
+    assert "--port" in result.output
+
+
+def test_malformed_yaml_exits_2_naming_the_line(tmp_path):
+    bad = tmp_path / "study.yaml"
+    bad.write_text("name: demo\nseeds: [0, 42\n")
+    result = _polyglot("config", "check", str(bad))
+    assert result.returncode == 2
+    assert "study.yaml" in result.stderr and "YAML" in result.stderr
+
+
+def test_wrong_field_exits_2_naming_the_field_and_line(tmp_path):
+    bad = tmp_path / "study.yaml"
+    bad.write_text("name: demo\nseeds: [0, forty-two]\n")
+    result = _polyglot("config", "check", str(bad))
+    assert result.returncode == 2
+    assert "seeds[1]" in result.stderr and ":2" in result.stderr
+
+
+def test_unknown_service_for_up_exits_2():
+    result = runner.invoke(app, ["up", "--only", "nope"])
+    assert result.exit_code == 2
+    assert "--only" in result.output
+
+
+def test_smoke_config_checks_ok(repo_root):
+    result = _polyglot("config", "check", str(repo_root / "configs" / "smoke.yaml"))
+    assert result.returncode == 0, result.stderr
