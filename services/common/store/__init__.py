@@ -1,8 +1,8 @@
 """The artifact store: one interface, a local-directory backend and an S3 backend.
 
-    store = open_store("s3://artifacts/study1")      # or "file:///data/artifacts", or a plain path
-    info = store.put_json("datasets/mix/ab12/manifest.json", {...})
-    store.get_dir("models/llama/mix/cd34", "/tmp/model")
+`open_store("s3://artifacts/study1")` (or `"file:///data/artifacts"`, or a plain path) returns an
+`ArtifactStore`; e.g. `store.put_json("datasets/mix/ab12/manifest.json", {...})`, then
+`store.get_dir("models/llama/mix/cd34", "/tmp/model")`.
 """
 
 from services.common.store.base import ArtifactStore, ObjectInfo, validate_key, validate_prefix

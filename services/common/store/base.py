@@ -57,9 +57,7 @@ def _check_segments(value: str, field: str, *, allow_partial_last: bool) -> None
         if segment in (".", ".."):
             raise InvalidArgument(f"{value!r} contains a '{segment}' segment", field=field)
         if segment.startswith(RESERVED_PREFIX):
-            raise InvalidArgument(
-                f"{value!r}: segments starting with {RESERVED_PREFIX!r} are reserved", field=field
-            )
+            raise InvalidArgument(f"{value!r}: segments starting with {RESERVED_PREFIX!r} are reserved", field=field)
         if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
             raise InvalidArgument(f"a segment is longer than {MAX_SEGMENT_BYTES} bytes", field=field)
 
@@ -216,9 +214,7 @@ class ArtifactStore(ABC):
         if not root.is_dir():
             raise NotFound(f"{root} is not a directory", field="local_dir")
         base = dir_prefix(prefix)
-        files = sorted(
-            p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()
-        )
+        files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
         return [self.put_file(validate_key(base + rel), root / rel) for rel in files]
 
     def get_dir(self, prefix: str, local_dir: str | os.PathLike[str]) -> list[Path]:
@@ -227,7 +223,7 @@ class ArtifactStore(ABC):
         dest_root = Path(local_dir)
         written = []
         for info in self.list(base):
-            dest = dest_root.joinpath(*info.key[len(base):].split("/"))
+            dest = dest_root.joinpath(*info.key[len(base) :].split("/"))
             written.append(self.get_file(info.key, dest))
         if not written:
             raise NotFound(f"no objects under {self.uri(base)}")

@@ -19,7 +19,7 @@ import os
 import stat as stat_mod
 import tempfile
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -84,9 +84,7 @@ class LocalStore(ArtifactStore):
         for attempt in range(3):
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                return tempfile.mkstemp(
-                    dir=path.parent, prefix=f"{RESERVED_PREFIX}{path.name}.", suffix=".part"
-                )
+                return tempfile.mkstemp(dir=path.parent, prefix=f"{RESERVED_PREFIX}{path.name}.", suffix=".part")
             except (FileExistsError, NotADirectoryError) as exc:
                 raise FailedPrecondition(
                     f"cannot store {key!r}: a parent of it is already an object", field="key"
@@ -112,9 +110,7 @@ class LocalStore(ArtifactStore):
             try:
                 os.replace(tmp, path)
             except IsADirectoryError as exc:
-                raise FailedPrecondition(
-                    f"cannot store {key!r}: it is a prefix of other objects", field="key"
-                ) from exc
+                raise FailedPrecondition(f"cannot store {key!r}: it is a prefix of other objects", field="key") from exc
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -144,7 +140,7 @@ class LocalStore(ArtifactStore):
     # -- reading ------------------------------------------------------------------------------------
 
     def _info(self, key: str, st: os.stat_result, sha: str) -> ObjectInfo:
-        modified = datetime.fromtimestamp(st.st_mtime_ns / 1e9, tz=timezone.utc)
+        modified = datetime.fromtimestamp(st.st_mtime_ns / 1e9, tz=UTC)
         return ObjectInfo(key=key, size=st.st_size, sha256=sha, uri=self.uri(key), modified=modified)
 
     def _cached_sha(self, path: Path, st: os.stat_result) -> str | None:

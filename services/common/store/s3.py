@@ -78,7 +78,7 @@ class S3Settings(BaseSettings):
     def _split_scheme(self) -> S3Settings:
         for scheme, secure in (("https://", True), ("http://", False)):
             if self.endpoint.startswith(scheme):
-                self.endpoint = self.endpoint[len(scheme):]
+                self.endpoint = self.endpoint[len(scheme) :]
                 self.secure = secure
         self.endpoint = self.endpoint.rstrip("/")
         if not self.endpoint or "/" in self.endpoint:
@@ -90,9 +90,7 @@ class S3Settings(BaseSettings):
 
 def validate_bucket(bucket: str) -> str:
     if not isinstance(bucket, str) or not _BUCKET_RE.match(bucket) or ".." in bucket:
-        raise InvalidArgument(
-            f"{bucket!r} is not a valid S3 bucket name (3-63 of a-z 0-9 . -)", field="bucket"
-        )
+        raise InvalidArgument(f"{bucket!r} is not a valid S3 bucket name (3-63 of a-z 0-9 . -)", field="bucket")
     return bucket
 
 
@@ -120,9 +118,7 @@ class S3Store(ArtifactStore):
             maxsize=10,
             cert_reqs="CERT_REQUIRED",
             ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
-            retries=urllib3.Retry(
-                total=s.max_retries, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
-            ),
+            retries=urllib3.Retry(total=s.max_retries, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
         )
         self._client = Minio(
             s.endpoint,
@@ -187,9 +183,7 @@ class S3Store(ArtifactStore):
         except ServerError as exc:
             raise Unavailable(f"S3 at {self._endpoint_url} failed: {exc}") from exc
         except InvalidResponseError as exc:
-            raise Unavailable(
-                f"{self._endpoint_url} did not answer like an S3 server: {exc}"
-            ) from exc
+            raise Unavailable(f"{self._endpoint_url} did not answer like an S3 server: {exc}") from exc
         except urllib3.exceptions.HTTPError as exc:
             reason = getattr(exc, "reason", None) or exc
             raise Unavailable(f"cannot reach S3 at {self._endpoint_url}: {reason}") from exc
@@ -281,7 +275,7 @@ class S3Store(ArtifactStore):
             for obj in self._client.list_objects(self.bucket, prefix=self.prefix + prefix, recursive=True):
                 if obj.is_dir or not obj.object_name:
                     continue
-                key = obj.object_name[len(self.prefix):]
+                key = obj.object_name[len(self.prefix) :]
                 try:
                     validate_key(key)
                 except InvalidArgument:  # a foreign key this store could not address: skip it
