@@ -33,8 +33,10 @@ app = typer.Typer(
 )
 serve_app = typer.Typer(help="Run one service in the foreground (SIGTERM drains in-flight calls).", no_args_is_help=True)
 config_app = typer.Typer(help="Study configs.", no_args_is_help=True)
+study_app = typer.Typer(help="Run the study (Prefect flows over the services).", no_args_is_help=True)
 app.add_typer(serve_app, name="serve")
 app.add_typer(config_app, name="config")
+app.add_typer(study_app, name="study")
 app.add_typer(importlib.import_module("flows.data.cli").app, name="data")
 
 
@@ -110,13 +112,48 @@ def health(
 @config_app.command("check")
 def config_check(path: Annotated[Path, typer.Argument(help="Study config YAML.")]):
     """Validate a study config; exit 2 naming the bad field and line."""
+    cfg = _load(path)
+    console.print(f"[green]ok[/] {path}: study {cfg.name!r}")
+
+
+def _load(path: Path):
     from services.common.config import load_config
 
     try:
-        cfg = load_config(path)
+        return load_config(path)
     except PolyglotError as exc:
         raise _fail(str(exc), 2) from None
-    console.print(f"[green]ok[/] {path}: study {cfg.name!r}")
+
+
+@app.command()
+def plan(path: Annotated[Path, typer.Argument(help="Study config YAML.")]):
+    """Print a study's grid (training jobs, generations, judge calls) with GPU-hour and API-cost estimates."""
+    from flows.plan import plan_study, render_plan
+
+    Console().print(render_plan(plan_study(_load(path))))
+
+
+@study_app.command("run")
+def study_run(
+    path: Annotated[Path, typer.Argument(help="Study config YAML, e.g. configs/smoke.yaml.")],
+    services: Annotated[
+        bool, typer.Option("--services/--no-services", help="Start the four services locally (else use the config's addresses).")
+    ] = True,
+    out: Annotated[Path | None, typer.Option(help="Report directory (default .polyglot/reports/<study>).")] = None,
+    state_dir: Annotated[Path, typer.Option(help="Local state: models, logs, Prefect home.")] = Path(".polyglot"),
+):
+    """Run a whole study: prepare data, train every mix, evaluate, aggregate, report. Reruns resume."""
+    from flows.local import run_study
+
+    cfg = _load(path)
+    started = time.monotonic()
+    try:
+        paths = run_study(path, start_services=services, state_dir=state_dir, out_dir=out, log=console.print)
+    except PolyglotError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"[green]study {cfg.name} done[/] in {time.monotonic() - started:.0f} s")
+    for kind, where in paths.items():
+        console.print(f"  {kind}: {where}")
 
 
 def main() -> None:

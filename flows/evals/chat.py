@@ -1,0 +1,167 @@
+"""Open-ended chat prompts (paper §3.3), graded for helpfulness by the judge service.
+
+Prompt sets, each the same questions in every language:
+- `alpaca_eval`: a seeded sample (paper: 300) of AlpacaEval's 805 English instructions; zh ru fr es
+  from OMGEval's human translations (same order and indices as English, see templates/chat.yaml);
+- `oasst_prompts`: the human-translated OpenAssistant prompts (`test_<lang>.jsonl`, aligned by id).
+A language a set has no human translation for is machine-translated from English through the judge
+service's Translate; the eval-set artifact that holds the result is the cache (its key names the model).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flows.data import guanaco
+from flows.evals import language_data
+from flows.evals.items import EvalItem
+from flows.evals.registry import EvalTask, file_sha256
+from flows.evals.sampling import sample
+from services.common.config import ChatTask
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+
+ALPACA_EVAL_HUB = ("tatsu-lab/alpaca_eval", "alpaca_eval.json")
+
+
+@dataclass
+class _SetPlan:
+    """Where one prompt set's items in one language come from."""
+
+    name: str
+    ids: list[str]  # every id the set offers in all its languages, in order
+    english: dict[str, str]  # id -> English prompt
+    files: dict[str, Path] = field(default_factory=dict)  # what the items are read from (hashed for keys)
+    human: dict[str, str] | None = None  # id -> human prompt in the target language; None = translate
+
+
+def _alpaca_eval_english(config: ChatTask) -> tuple[list[str], Path | None]:
+    if config.alpaca_eval is not None:
+        path = Path(config.alpaca_eval)
+    else:  # the hub copy; needs the hub or the local HF cache
+        from huggingface_hub import hf_hub_download
+
+        path = Path(hf_hub_download(ALPACA_EVAL_HUB[0], ALPACA_EVAL_HUB[1], repo_type="dataset"))
+    if not path.is_file():
+        raise NotFound(f"AlpacaEval file {path} does not exist", field="evaluation.tasks.chat.alpaca_eval")
+    records = json.loads(path.read_text(encoding="utf-8"))
+    return [record["instruction"] for record in records], path
+
+
+def _plan_alpaca_eval(config: ChatTask, language: str) -> _SetPlan:
+    english, path = _alpaca_eval_english(config)
+    data = language_data.table("chat")["alpaca_eval"]
+    missing = set(data["missing_in_translations"])
+    indices = [i for i in range(len(english)) if i not in missing]
+    ids = [f"alpaca_eval/{i:03d}" for i in indices]
+    plan = _SetPlan("alpaca_eval", ids, {ids[j]: english[i] for j, i in enumerate(indices)}, {"en": path})
+    if language == "en":
+        plan.human = dict(plan.english)
+    elif language in data["translations"] and config.alpaca_eval_translations is not None:
+        file = Path(config.alpaca_eval_translations) / data["translations"][language]
+        if not file.is_file():
+            raise NotFound(
+                f"AlpacaEval translation {file} does not exist", field="evaluation.tasks.chat.alpaca_eval_translations"
+            )
+        # One instruction per line; splitlines() would also split on U+2028 and friends inside a line.
+        lines = file.read_text(encoding="utf-8").rstrip("\n").split("\n")
+        if len(lines) != len(indices):
+            raise InvalidArgument(
+                f"{file} has {len(lines)} lines; expected {len(indices)} (AlpacaEval's {len(english)} "
+                f"less the indices {sorted(missing)} it leaves out)",
+                field="evaluation.tasks.chat.alpaca_eval_translations",
+            )
+        plan.human = dict(zip(ids, (line.strip() for line in lines), strict=True))
+        plan.files[language] = file
+    return plan
+
+
+def _read_prompts(path: Path) -> dict[str, str]:
+    prompts = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            prompts[str(record["id"])] = record["prompt"]
+    return prompts
+
+
+def _plan_oasst_prompts(config: ChatTask, language: str) -> _SetPlan:
+    if config.oasst_prompts is None:
+        raise InvalidArgument("the oasst_prompts set needs its directory", field="evaluation.tasks.chat.oasst_prompts")
+    directory = Path(config.oasst_prompts)
+    english_file = directory / "test_en.jsonl"
+    if not english_file.is_file():
+        raise NotFound(f"{english_file} does not exist", field="evaluation.tasks.chat.oasst_prompts")
+    english = _read_prompts(english_file)
+    human_languages = language_data.table("chat")["oasst_prompts"]["languages"]
+    # Only ids every human translation has, so each language is asked the same questions.
+    common = set(english)
+    for lang in human_languages:
+        file = directory / f"test_{lang}.jsonl"
+        if file.is_file():
+            common &= set(_read_prompts(file))
+    ids = [i for i in english if i in common]
+    plan = _SetPlan("oasst_prompts", ids, {i: english[i] for i in ids}, {"en": english_file})
+    file = directory / f"test_{language}.jsonl"
+    if file.is_file():
+        prompts = _read_prompts(file)
+        plan.human = {i: prompts[i] for i in ids}
+        plan.files[language] = file
+    return plan
+
+
+_PLANNERS = {"alpaca_eval": _plan_alpaca_eval, "oasst_prompts": _plan_oasst_prompts}
+
+
+class Chat(EvalTask):
+    name = "chat"
+    method = "generate"
+    graded_by = "judge"
+
+    def plans(self, config: ChatTask, language: str) -> list[_SetPlan]:
+        return [_PLANNERS[name](config, language) for name in config.prompt_sets]
+
+    def needs_translation(self, config: ChatTask, language: str) -> bool:
+        return any(plan.human is None for plan in self.plans(config, language))
+
+    def inputs(self, config: ChatTask, language: str, translator_model: str = "") -> dict[str, str]:
+        identity: dict[str, str] = {}
+        for plan in self.plans(config, language):
+            for lang, path in sorted(plan.files.items()):
+                identity[f"{plan.name}:{lang}"] = file_sha256(path)
+            if plan.human is None:
+                identity[f"{plan.name}:translator"] = translator_model or "(none)"
+        identity["chat.yaml"] = json.dumps(language_data.table("chat"), sort_keys=True, ensure_ascii=False)
+        return identity
+
+    def build_items(self, config: ChatTask, language: str, *, seed: int, translator: Any = None) -> list[EvalItem]:
+        items = []
+        for plan in self.plans(config, language):
+            chosen = sample(plan.ids, config.sample_size, seed, f"{self.name}/{plan.name}")
+            if plan.human is not None:
+                texts, source = [plan.human[i] for i in chosen], "human"
+            elif translator is None:
+                raise FailedPrecondition(
+                    f"chat prompts in {language!r} ({plan.name}) have no human translation here and need the "
+                    "judge service's Translate; start the judge or drop the language",
+                    field="evaluation.tasks.chat.languages",
+                )
+            else:
+                texts, source = translator([plan.english[i] for i in chosen], "en", language), "mt"
+            items.extend(
+                EvalItem(
+                    id=item_id,
+                    task=self.name,
+                    language=language,
+                    prompt=guanaco.prompt(text),
+                    instruction=text.strip(),
+                    source=f"{plan.name}:{source}",
+                )
+                for item_id, text in zip(chosen, texts, strict=True)
+            )
+        return items
+
+
+TASK = Chat()

