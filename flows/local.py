@@ -57,7 +57,7 @@ def service_env(cfg: StudyConfig, refs: dict[str, str], state_dir: Path) -> dict
         "POLYGLOT_JUDGE_GENERATOR_ADDRESS": cfg.services.generator,
         "POLYGLOT_JUDGE_PROVIDER": cfg.judge.provider,
         "POLYGLOT_JUDGE_MODEL": cfg.judge.model,
-        "POLYGLOT_JUDGE_CACHE_URI": cfg.artifact_store,
+        "POLYGLOT_JUDGE_STORE_URI": cfg.artifact_store,
     }
     if cfg.judge.base_url:
         env["POLYGLOT_JUDGE_BASE_URL"] = cfg.judge.base_url

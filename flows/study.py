@@ -188,10 +188,17 @@ def versions() -> dict[str, str]:
 
 
 @flow(name="study", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
-def study(config_path: str, base_models: dict[str, str] | None = None, out_dir: str | None = None) -> dict[str, str]:
+def study(
+    config_path: str,
+    base_models: dict[str, str] | None = None,
+    out_dir: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, str]:
     """The whole study from a config file. `base_models` maps each base model name to what the trainer and
-    generator load (a hub id or a local directory); by default the config's `model` field."""
-    cfg = load_config(Path(config_path))
+    generator load (a hub id or a local directory); by default the config's `model` field. `overrides` are
+    dotted config keys (e.g. `{"services.lid": "lid:50051", "artifact_store": "s3://polyglot/paper"}`), so a
+    cluster deployment can point a paper config at its own services and store."""
+    cfg = load_config(Path(config_path), overrides)
     logger = get_run_logger()
     store = open_store(cfg.artifact_store)
     refs = base_models or {m.name: str(m.model) for m in cfg.base_models if m.model}
