@@ -88,7 +88,7 @@ class ServiceClient:
             once = retry(
                 retry=retry_if_exception(_is_transient),
                 stop=stop_after_attempt(self.retries),
-                wait=wait_exponential_jitter(initial=0.2, max=5),
+                wait=wait_exponential_jitter(multiplier=0.2, max=5),
                 reraise=True,
             )(once)
         try:

@@ -34,7 +34,7 @@ class ServerSettings(BaseSettings):
     tls_client_ca: Path | None = Field(None, description="PEM CA bundle; when set, clients must present certs.")
     log_level: str = Field("INFO", description="Python logging level.")
     store_uri: str = Field(
-        "file://./.polyglot/artifacts", description="Artifact store: s3://bucket/prefix or file:///path."
+        ".polyglot/artifacts", description="Artifact store: s3://bucket/prefix, file:///path or a local directory."
     )
 
 
