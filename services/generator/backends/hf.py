@@ -1,0 +1,231 @@
+"""The `hf` backend: transformers + peft on CPU or one GPU, with dynamic batching.
+
+Rows from concurrent requests that arrive within `batch_window_ms` are left-padded into one `generate` call
+(or one forward pass for scoring) on the model thread of `BatchWorker`; each row's future is resolved when
+that row finishes. LoRA adapters are loaded into one `PeftModel` by name and switched per batch, never
+merged, so the base weights stay shared; the base model is served with the adapters disabled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+
+from services.common.errors import FailedPrecondition, NotFound
+from services.generator.backends.batching import BatchWorker, Job
+from services.generator.engine import BASE, Completion, Engine, EngineInfo, GenRow, ScoreRow, TokenScore
+from services.generator.settings import GeneratorSettings
+
+log = logging.getLogger("polyglot.generator.hf")
+
+
+def is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+class HFBackend(Engine):
+    name = "hf"
+
+    def __init__(self, settings: GeneratorSettings):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        self.settings = settings
+        device = settings.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        dtype = {
+            "auto": torch.float32 if device == "cpu" else torch.bfloat16,
+            "float32": torch.float32,
+            "bfloat16": torch.bfloat16,
+            "float16": torch.float16,
+        }[settings.dtype]
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(settings.model)
+            model = AutoModelForCausalLM.from_pretrained(settings.model, dtype=dtype)
+        except OSError as exc:
+            raise NotFound(f"cannot load model {settings.model!r}: {exc}", field="model") from exc
+        self.model = model.to(self.device).eval()
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.pad_id = self.tokenizer.pad_token_id
+        eos = self.model.generation_config.eos_token_id
+        eos = eos if eos is not None else self.tokenizer.eos_token_id
+        self.eos_ids = set(eos) if isinstance(eos, list) else {eos}
+        max_context = settings.max_context or getattr(self.model.config, "max_position_embeddings", None) or 2048
+        self.info = EngineInfo(backend="hf", model=str(settings.model), max_context=int(max_context))
+        self.max_batch_tokens = settings.max_batch_tokens
+        self._peft = None  # a PeftModel wrapping self.model once the first adapter is loaded
+        self._adapters: dict[str, str] = {}
+        self.worker = BatchWorker(
+            self._run,
+            max_batch_size=settings.max_batch_size,
+            max_batch_tokens=settings.max_batch_tokens,
+            max_span=self.info.max_context,
+            window_s=settings.batch_window_ms / 1000,
+            is_oom=is_oom,
+            name="generator-hf",
+        )
+
+    # -- Engine API ---------------------------------------------------------------------------------------
+
+    def submit_generate(self, rows: list[GenRow]) -> list[Future[Completion]]:
+        return self.worker.submit(
+            [Job("generate", row, row.adapter, len(row.prompt_ids), row.params.max_tokens) for row in rows]
+        )
+
+    def submit_score(self, rows: list[ScoreRow]) -> list[Future[TokenScore]]:
+        return self.worker.submit(
+            [Job("score", row, row.adapter, min(self._score_len(row), self.info.max_context)) for row in rows]
+        )
+
+    def load_adapter(self, name: str, path: str) -> None:
+        self.worker.call(lambda: self._load(name, path))
+
+    def unload_adapter(self, name: str) -> None:
+        self.worker.call(lambda: self._unload(name))
+
+    def close(self) -> None:
+        self.worker.close()
+
+    # -- adapters (model thread) ------------------------------------------------------------------------
+
+    def _load(self, name: str, path: str) -> None:
+        from peft import PeftModel
+
+        if not (Path(path) / "adapter_config.json").exists():
+            raise FailedPrecondition(f"{path} has no adapter_config.json: not a PEFT adapter", field="uri")
+        try:
+            if self._peft is None:
+                self._peft = PeftModel.from_pretrained(self.model, path, adapter_name=name, is_trainable=False)
+            else:
+                self._peft.load_adapter(path, adapter_name=name, is_trainable=False)
+        except (RuntimeError, ValueError, KeyError) as exc:  # shape mismatch: an adapter of another base model
+            raise FailedPrecondition(f"adapter at {path} does not fit this base model: {exc}", field="uri") from exc
+        self._peft.eval()
+        self._adapters[name] = path
+
+    def _unload(self, name: str) -> None:
+        if name not in self._adapters:
+            return
+        del self._adapters[name]
+        if not self._adapters:
+            # peft cannot delete its last adapter; unwrapping restores the untouched base layers.
+            self.model = self._peft.unload()
+            self._peft = None
+        else:
+            self._peft.delete_adapter(name)
+
+    @contextlib.contextmanager
+    def _active(self, adapter: str) -> Iterator[object]:
+        if adapter == BASE:
+            if self._peft is None:
+                yield self.model
+            else:
+                with self._peft.disable_adapter():
+                    yield self._peft
+            return
+        if adapter not in self._adapters:
+            raise NotFound(f"adapter {adapter!r} is not loaded", field="adapter")
+        self._peft.set_adapter(adapter)
+        yield self._peft
+
+    # -- batches (model thread) -------------------------------------------------------------------------
+
+    def _run(self, kind: str, adapter: str, jobs: list[Job]) -> None:
+        import torch
+
+        with torch.inference_mode(), self._active(adapter) as model:
+            if kind == "generate":
+                self._generate(model, jobs)
+            else:
+                self._score(model, jobs)
+
+    def _left_padded(self, seqs: list[tuple[int, ...] | list[int]]):
+        import torch
+
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, seq in enumerate(seqs):
+            ids[i, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+            mask[i, width - len(seq):] = 1
+        return ids.to(self.device), mask.to(self.device), width
+
+    def _generate(self, model, jobs: list[Job]) -> None:
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        from services.generator.backends.hf_decoding import RowSampler, RowStopper
+
+        rows: list[GenRow] = [job.row for job in jobs]
+        ids, mask, width = self._left_padded([r.prompt_ids for r in rows])
+        params = [r.params for r in rows]
+        generators = []
+        for p in params:
+            g = torch.Generator(device=self.device)
+            g.manual_seed(p.seed if p.seed is not None else secrets.randbits(63))
+            generators.append(g)
+        sampler = RowSampler(params, width, [width - len(r.prompt_ids) for r in rows], generators)
+        stopper = RowStopper(
+            self.tokenizer, [r.prompt_ids for r in rows], params, [j.future for j in jobs], width, self.eos_ids
+        )
+        config = GenerationConfig(
+            max_new_tokens=max(p.max_tokens for p in params),
+            do_sample=False,  # RowSampler has already drawn; greedy just takes its pick
+            num_beams=1,
+            pad_token_id=self.pad_id,
+            eos_token_id=sorted(self.eos_ids),
+            bos_token_id=self.tokenizer.bos_token_id,
+            use_cache=True,
+        )
+        sequences = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            generation_config=config,
+            logits_processor=LogitsProcessorList([sampler]),
+            stopping_criteria=StoppingCriteriaList([stopper]),
+        )
+        stopper.finish_leftovers(sequences)
+
+    def _score_len(self, row: ScoreRow) -> int:
+        return len(row.context_ids) + len(row.continuation_ids) - 1
+
+    def _score(self, model, jobs: list[Job]) -> None:
+        """lm-eval's HFLM `_loglikelihood_tokens`: input (ctx + cont)[-(max_len + 1):][:-1]; the last
+        len(cont) positions predict the continuation. Left padding (with matching position ids) puts every
+        row's continuation at the end, so only those positions' logits are computed."""
+        import torch
+
+        max_len = self.info.max_context
+        rows: list[ScoreRow] = [job.row for job in jobs]
+        inputs = [list(r.context_ids + r.continuation_ids)[-(max_len + 1):][:-1] for r in rows]
+        ids, mask, width = self._left_padded(inputs)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        keep = max(len(r.continuation_ids) for r in rows)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1)  # [rows, keep, vocab]
+        for i, (row, job) in enumerate(zip(rows, jobs, strict=True)):
+            n = len(row.continuation_ids)
+            lp = logprobs[i, keep - n:]
+            target = torch.tensor(row.continuation_ids, device=lp.device)
+            picked = lp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+            job.future.set_result(
+                TokenScore(
+                    logprob=float(picked.sum()),
+                    is_greedy=bool((lp.argmax(-1) == target).all()),
+                    num_tokens=n,
+                )
+            )
+
