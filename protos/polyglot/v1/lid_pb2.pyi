@@ -8,18 +8,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class IdentifyRequest(_message.Message):
-    __slots__ = ("texts", "k", "threshold", "strip_role_markers", "batch_id")
+    __slots__ = ("texts", "k", "threshold", "strip_role_markers", "batch_id", "compact")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     STRIP_ROLE_MARKERS_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    COMPACT_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[bytes]
     k: int
     threshold: float
     strip_role_markers: bool
     batch_id: str
-    def __init__(self, texts: _Optional[_Iterable[bytes]] = ..., k: _Optional[int] = ..., threshold: _Optional[float] = ..., strip_role_markers: _Optional[bool] = ..., batch_id: _Optional[str] = ...) -> None: ...
+    compact: bool
+    def __init__(self, texts: _Optional[_Iterable[bytes]] = ..., k: _Optional[int] = ..., threshold: _Optional[float] = ..., strip_role_markers: _Optional[bool] = ..., batch_id: _Optional[str] = ..., compact: _Optional[bool] = ...) -> None: ...
 
 class LanguagePrediction(_message.Message):
     __slots__ = ("language", "script", "raw_label", "probability")
@@ -44,14 +46,28 @@ class Identification(_message.Message):
     def __init__(self, index: _Optional[int] = ..., predictions: _Optional[_Iterable[_Union[LanguagePrediction, _Mapping]]] = ..., status: _Optional[_Union[_common_pb2.ItemStatus, _Mapping]] = ...) -> None: ...
 
 class IdentifyResponse(_message.Message):
-    __slots__ = ("results", "batch_id", "model")
+    __slots__ = ("results", "batch_id", "model", "compact")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    COMPACT_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[Identification]
     batch_id: str
     model: str
-    def __init__(self, results: _Optional[_Iterable[_Union[Identification, _Mapping]]] = ..., batch_id: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+    compact: CompactPredictions
+    def __init__(self, results: _Optional[_Iterable[_Union[Identification, _Mapping]]] = ..., batch_id: _Optional[str] = ..., model: _Optional[str] = ..., compact: _Optional[_Union[CompactPredictions, _Mapping]] = ...) -> None: ...
+
+class CompactPredictions(_message.Message):
+    __slots__ = ("counts", "label_ids", "probabilities", "labels")
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_IDS_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    counts: _containers.RepeatedScalarFieldContainer[int]
+    label_ids: _containers.RepeatedScalarFieldContainer[int]
+    probabilities: _containers.RepeatedScalarFieldContainer[float]
+    labels: _containers.RepeatedCompositeFieldContainer[LanguagePrediction]
+    def __init__(self, counts: _Optional[_Iterable[int]] = ..., label_ids: _Optional[_Iterable[int]] = ..., probabilities: _Optional[_Iterable[float]] = ..., labels: _Optional[_Iterable[_Union[LanguagePrediction, _Mapping]]] = ...) -> None: ...
 
 class LanguageCheck(_message.Message):
     __slots__ = ("text", "expected_language")

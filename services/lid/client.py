@@ -1,0 +1,184 @@
+"""Typed client of the lid service; returns the frozen dataclasses of `services.lid.core`, never protobufs.
+
+    with LidClient("127.0.0.1:50051") as lid:
+        lid.identify(["Hallo Welt"])[0].predictions[0].language      # "de"
+        for results in lid.identify_stream(batches_of_lines):        # one list per batch, in order
+            ...
+
+Texts may be `str` or `bytes`; a `str` with lone surrogates is sent as its (invalid) UTF-8 bytes so that
+the server reports that item alone instead of the client failing the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+import grpc
+from polyglot.v1 import lid_pb2, lid_pb2_grpc
+
+from services.common.client import ServiceClient, to_domain_error
+from services.common.errors import InvalidArgument
+from services.lid.core import (
+    Identification,
+    LanguageCheck,
+    ModelInfo,
+    Prediction,
+    Text,
+    new_identification,
+    new_prediction,
+)
+
+
+def _encode(texts: Sequence[Text], field: str = "texts") -> list[bytes]:
+    try:  # all str: the usual case, one comprehension
+        return [text.encode("utf-8", "surrogatepass") for text in texts]  # type: ignore[union-attr]
+    except AttributeError:
+        pass
+    out = []
+    for i, text in enumerate(texts):
+        if type(text) is str:
+            out.append(text.encode("utf-8", "surrogatepass"))
+        elif isinstance(text, bytes | bytearray | memoryview):
+            out.append(bytes(text))
+        else:  # bytes(42) would quietly send 42 NULs
+            raise InvalidArgument(f"expected str or bytes, got {type(text).__name__}", field=f"{field}[{i}]")
+    return out
+
+
+def _prediction(p: lid_pb2.LanguagePrediction) -> Prediction:
+    return Prediction(p.language, p.script, p.raw_label, p.probability)
+
+
+def _identifications(response: lid_pb2.IdentifyResponse) -> list[Identification]:
+    """Dataclasses from a compact response (see `CompactPredictions` in lid.proto)."""
+    compact = response.compact
+    counts, label_ids, probabilities = list(compact.counts), list(compact.label_ids), list(compact.probabilities)
+    labels = [(p.language, p.script, p.raw_label) for p in compact.labels]
+    errors = {r.index: r.status for r in response.results}
+    out: list[Identification] = []
+    append = out.append
+    j = 0
+    for i, n in enumerate(counts):
+        if n == 1:  # the common case, k=1
+            append(new_identification(i, (new_prediction(*labels[label_ids[j]], probabilities[j]),)))
+        elif n:
+            append(
+                new_identification(
+                    i, tuple([new_prediction(*labels[label_ids[x]], probabilities[x]) for x in range(j, j + n)])
+                )
+            )
+        elif i in errors:
+            status = errors[i]
+            field = status.field or None
+            append(Identification(i, (), f"{field}: {status.message}" if field else status.message, field))
+        else:  # nothing above the threshold
+            append(Identification(i, ()))
+        j += n
+    return out
+
+
+class LidClient(ServiceClient):
+    """Client of `polyglot.v1.LidService`. Domain errors (InvalidArgument, ...) raise as in-process."""
+
+    stub_class = lid_pb2_grpc.LidServiceStub
+
+    def _request(self, texts: Sequence[Text], k: int, threshold: float, strip: bool, batch_id: str = ""):
+        return lid_pb2.IdentifyRequest(
+            texts=_encode(texts),
+            k=k,
+            threshold=threshold,
+            strip_role_markers=strip,
+            batch_id=batch_id,
+            compact=True,
+        )
+
+    def identify(
+        self,
+        texts: Sequence[Text],
+        k: int = 1,
+        threshold: float = 0.0,
+        strip_role_markers: bool = False,
+        *,
+        timeout: float | None = None,
+    ) -> list[Identification]:
+        """Top-k languages per text, in order; a bad item carries `error` naming `texts[i]`.
+
+        One call: a batch over the server's `max_batch_size` raises InvalidArgument (field `texts`);
+        use `identify_stream` for more.
+        """
+        request = self._request(texts, k, threshold, strip_role_markers)
+        return _identifications(self.call("Identify", request, timeout=timeout))
+
+    def identify_stream(
+        self,
+        batches: Iterable[Sequence[Text]],
+        k: int = 1,
+        threshold: float = 0.0,
+        strip_role_markers: bool = False,
+        *,
+        timeout: float | None = None,
+    ) -> Iterator[list[Identification]]:
+        """One list of identifications per input batch, in order, over one bidirectional stream.
+
+        `batches` is consumed lazily, as the server keeps up, so a pipeline can push millions of lines
+        without holding them. Indices are positions within each batch. No deadline unless `timeout` is
+        given (a long job is the point), and no retries mid-stream.
+        """
+        requests = (self._request(batch, k, threshold, strip_role_markers, str(n)) for n, batch in enumerate(batches))
+        responses = self.stub.IdentifyStream(requests, timeout=timeout)
+        try:
+            for response in responses:
+                yield _identifications(response)
+        except grpc.RpcError as exc:
+            raise to_domain_error(exc) from exc
+        finally:
+            responses.cancel()
+
+    def check_language(
+        self,
+        items: Sequence[tuple[Text, str]],
+        min_line_tokens: int = 5,
+        strip_role_markers: bool = False,
+        *,
+        timeout: float | None = None,
+    ) -> list[LanguageCheck]:
+        """Per (text, expected ISO 639-1 code): line pass rate and whole-text verdict.
+
+        `min_line_tokens=0` means the default, 5 (proto3 cannot tell 0 from unset); use 1 to check every line.
+        """
+        request = lid_pb2.CheckLanguageRequest(
+            items=[
+                lid_pb2.LanguageCheck(text=data, expected_language=lang)
+                for data, (_, lang) in zip(_encode([text for text, _ in items], "items"), items, strict=True)
+            ],
+            min_line_tokens=min_line_tokens,
+            strip_role_markers=strip_role_markers,
+        )
+        out = []
+        for r in self.call("CheckLanguage", request, timeout=timeout).results:
+            field = r.status.field or None
+            error = (f"{field}: {r.status.message}" if field else r.status.message) if r.status.code else None
+            out.append(
+                LanguageCheck(
+                    index=r.index,
+                    line_pass_rate=r.line_pass_rate,
+                    lines_checked=r.lines_checked,
+                    lines_passed=r.lines_passed,
+                    detected=_prediction(r.detected) if r.HasField("detected") else None,
+                    passed=r.passed,
+                    error=error,
+                    field=field if error else None,
+                )
+            )
+        return out
+
+    def model_info(self, *, timeout: float | None = None) -> ModelInfo:
+        info = self.call("GetModelInfo", lid_pb2.GetModelInfoRequest(), timeout=timeout)
+        return ModelInfo(
+            path=info.path,
+            sha256=info.sha256,
+            num_labels=info.num_labels,
+            label_scheme=info.label_scheme,
+            max_batch_size=info.max_batch_size,
+            max_text_bytes=info.max_text_bytes,
+        )

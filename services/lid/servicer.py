@@ -1,0 +1,155 @@
+"""gRPC face of the lid service: messages in, `LanguageIdentifier` calls off the event loop, messages out.
+
+Each batch runs whole (decoding, prediction, building the response message) on one dedicated worker
+thread, so the event loop only moves bytes and health checks stay responsive. One thread, because
+fastText's predict holds the GIL: more threads would only take turns, and a single queue answers
+concurrent callers first come, first served (lower mean latency than time-slicing them). Scale out with
+processes or replicas.
+
+Responses come in two forms (lid.proto): one `Identification` message per text, or, when the request
+asks for `compact` (the typed client does), parallel packed arrays, which cost a tenth as much to
+build here and to read in the client; at ~20 µs per prediction, every µs per text is 5% of throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+from polyglot.v1 import common_pb2, lid_pb2, lid_pb2_grpc
+
+from services.common.errors import InvalidArgument
+from services.lid.core import DEFAULT_MIN_LINE_TOKENS, LanguageIdentifier, Prediction
+
+_INVALID = 3  # grpc.StatusCode.INVALID_ARGUMENT, as ItemStatus.code
+
+
+def _status(error: InvalidArgument) -> common_pb2.ItemStatus:
+    return common_pb2.ItemStatus(code=_INVALID, message=error.message, field=error.field or "")
+
+
+def _prediction(p: Prediction) -> lid_pb2.LanguagePrediction:
+    return lid_pb2.LanguagePrediction(
+        language=p.language, script=p.script, raw_label=p.raw_label, probability=p.probability
+    )
+
+
+class LidServicer(lid_pb2_grpc.LidServiceServicer):
+    def __init__(self, identifier: LanguageIdentifier):
+        self.lid = identifier
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lid-predict")
+
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    async def aclose(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+    # ---- Identify ---------------------------------------------------------------------------------
+
+    def _identify(self, request: lid_pb2.IdentifyRequest, batch_field: str = "texts") -> lid_pb2.IdentifyResponse:
+        self.lid.check_batch(len(request.texts), batch_field)
+        raw = self.lid.predict_raw(
+            request.texts, k=request.k, threshold=request.threshold, strip_role_markers=request.strip_role_markers
+        )
+        response = lid_pb2.IdentifyResponse(batch_id=request.batch_id, model=self.lid.name)
+        if request.compact:
+            self._fill_compact(response, raw)
+        else:
+            self._fill_nested(response, raw)
+        return response
+
+    def _fill_nested(self, response: lid_pb2.IdentifyResponse, raw: list) -> None:
+        info = self.lid.label_info
+        add_result = response.results.add
+        for i, item in enumerate(raw):
+            if type(item) is InvalidArgument:
+                add_result(index=i, status=_status(item))
+                continue
+            add_prediction = add_result(index=i).predictions.add
+            for prob, label in item:
+                language, script = info[label]
+                # fastText's probabilities are exp(log(p + 1e-5)), a hair over 1 for a certain prediction.
+                add_prediction(language=language, script=script, raw_label=label, probability=min(prob, 1.0))
+
+    def _fill_compact(self, response: lid_pb2.IdentifyResponse, raw: list) -> None:
+        counts: list[int] = []
+        label_ids: list[int] = []
+        probabilities: list[float] = []
+        table: dict[str, int] = {}
+        add_error = response.results.add
+        for i, item in enumerate(raw):
+            if type(item) is InvalidArgument:
+                counts.append(0)
+                add_error(index=i, status=_status(item))
+                continue
+            counts.append(len(item))
+            for prob, label in item:
+                label_id = table.get(label)
+                if label_id is None:
+                    label_id = table[label] = len(table)
+                label_ids.append(label_id)
+                probabilities.append(prob if prob < 1.0 else 1.0)
+        compact = response.compact
+        compact.counts.extend(counts)
+        compact.label_ids.extend(label_ids)
+        compact.probabilities.extend(probabilities)
+        info = self.lid.label_info
+        for label in table:
+            language, script = info[label]
+            compact.labels.add(language=language, script=script, raw_label=label)
+
+    async def Identify(self, request, context):
+        return await self._run(self._identify, request)
+
+    async def IdentifyStream(self, request_iterator, context) -> AsyncIterator[lid_pb2.IdentifyResponse]:
+        # One batch in flight per stream: gRPC flow control holds the client back meanwhile, so memory
+        # stays bounded by one request and one response however long the stream. Item fields are
+        # `texts[i]` within each batch; a whole batch over the limit is named `requests[n].texts`.
+        n = 0
+        async for request in request_iterator:
+            yield await self._run(self._identify, request, f"requests[{n}].texts")
+            n += 1
+
+    # ---- CheckLanguage ----------------------------------------------------------------------------
+
+    def _check(self, request: lid_pb2.CheckLanguageRequest) -> lid_pb2.CheckLanguageResponse:
+        checks = self.lid.check_language(
+            [(item.text, item.expected_language) for item in request.items],
+            min_line_tokens=request.min_line_tokens or DEFAULT_MIN_LINE_TOKENS,
+            strip_role_markers=request.strip_role_markers,
+        )
+        response = lid_pb2.CheckLanguageResponse()
+        for check in checks:
+            result = response.results.add(
+                index=check.index,
+                line_pass_rate=check.line_pass_rate,
+                lines_checked=check.lines_checked,
+                lines_passed=check.lines_passed,
+                passed=check.passed,
+            )
+            if check.detected is not None:
+                result.detected.CopyFrom(_prediction(check.detected))
+            if check.error is not None:
+                message = check.error.removeprefix(f"{check.field}: ")
+                result.status.CopyFrom(common_pb2.ItemStatus(code=_INVALID, message=message, field=check.field or ""))
+        return response
+
+    async def CheckLanguage(self, request, context):
+        if request.min_line_tokens < 0:
+            raise InvalidArgument(f"must be >= 0, got {request.min_line_tokens}", field="min_line_tokens")
+        return await self._run(self._check, request)
+
+    # ---- GetModelInfo -----------------------------------------------------------------------------
+
+    async def GetModelInfo(self, request, context):
+        info = await asyncio.to_thread(self.lid.model_info)  # the first call hashes the file
+        return lid_pb2.LidModelInfo(
+            path=info.path,
+            sha256=info.sha256,
+            num_labels=info.num_labels,
+            label_scheme=info.label_scheme,
+            max_batch_size=info.max_batch_size,
+            max_text_bytes=info.max_text_bytes,
+        )
