@@ -30,7 +30,7 @@ lint: venv
 	$(PY) -m ruff check services flows tests bench
 
 smoke: venv  ## the smoke study on CPU with local defaults
-	$(VENV)/bin/polyglot up --check
+	$(VENV)/bin/polyglot study run configs/smoke.yaml
 
 clean:
 	rm -rf .polyglot .pytest_cache

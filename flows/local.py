@@ -21,7 +21,7 @@ def prefect_env(state_dir: Path = STATE_DIR) -> dict[str, str]:
         "PREFECT_HOME": str((state_dir / "prefect").resolve()),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-        "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
+        "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "INFO"),
     }
 
 
@@ -45,7 +45,7 @@ def service_env(cfg: StudyConfig, refs: dict[str, str], state_dir: Path) -> dict
     """Settings of the local service processes, all through their POLYGLOT_<SERVICE>_* variables."""
     if len(refs) != 1:
         raise ValueError("a local run serves one base model; run one study per base model or use a cluster")
-    (name, ref), = refs.items()
+    ((name, ref),) = refs.items()
     base = cfg.base_model(name)
     env = {
         "POLYGLOT_STORE_URI": cfg.artifact_store,
@@ -70,12 +70,13 @@ def run_study(
     start_services: bool = True,
     state_dir: Path = STATE_DIR,
     out_dir: Path | None = None,
+    overrides: dict[str, str] | None = None,
     log=print,
 ) -> dict[str, str]:
     """The whole study; returns the report paths. Services' logs go to `<state_dir>/logs/`."""
     from services.common.local import LocalServices
 
-    cfg = load_config(config_path)
+    cfg = load_config(config_path, overrides)
     state_dir.mkdir(parents=True, exist_ok=True)
     os.environ.update(prefect_env(state_dir))
     log(f"study {cfg.name}: preparing base models")
@@ -84,7 +85,10 @@ def run_study(
         if start_services:
             logs = state_dir / "logs"
             logs.mkdir(exist_ok=True)
-            ports = {name: int(getattr(cfg.services, name).rsplit(":", 1)[1]) for name in ("lid", "generator", "judge", "trainer")}
+            ports = {
+                name: int(getattr(cfg.services, name).rsplit(":", 1)[1])
+                for name in ("lid", "generator", "judge", "trainer")
+            }
             services = stack.enter_context(
                 LocalServices(list(ports), ports=ports, env=service_env(cfg, refs, state_dir), log_dir=logs)
             )
@@ -92,4 +96,4 @@ def run_study(
             services.wait_healthy(timeout=300)
         from flows.study import study
 
-        return study(str(config_path), base_models=refs, out_dir=str(out_dir) if out_dir else None)
+        return study(str(config_path), base_models=refs, out_dir=str(out_dir) if out_dir else None, overrides=overrides)

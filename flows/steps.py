@@ -73,7 +73,7 @@ def model_identity(cfg: StudyConfig, base_model: str, mix: Built, base_model_ref
         "version": STEP_VERSION,
         "base_model": base.model_dump(mode="json", exclude={"name"}) if base.model else base_model_ref,
         "tiny_random": base.tiny_random.model_dump(mode="json", exclude={"tokenizer"}) if base.tiny_random else None,
-        "dataset_sha256": mix.manifest.sha256,
+        "dataset_sha256": mix.manifest.data_sha256,
         "training": cfg.training.model_dump(mode="json"),
     }
 
@@ -111,6 +111,8 @@ def train_model(
     marker = f"{key}/model.json"
     if store.exists(marker):
         return TunedModel(**store.get_json(marker))
+    from polyglot.v1 import trainer_pb2
+
     with _slots["trainer"]:
         job = trainer.submit(
             base_model=base_model_ref,
@@ -118,19 +120,21 @@ def train_model(
             output_uri=store.uri(f"{key}/job"),
             hyperparameters=hyperparameters(cfg),
             merge=cfg.training.merge_adapter,
-            idempotency_key=key.replace("/", ":"),
+            # The store is part of the key: the same model trained for another store is another job.
+            idempotency_key=f"{key.replace('/', ':')}:{digest(store.uri(key))}",
             labels={"study": cfg.name, "base_model": base_model, "mix": mix_name},
         )
         job = trainer.wait(job.id)
-    if job.state != "SUCCEEDED":
-        raise FailedPrecondition(f"training {base_model} on {mix_name} ended {job.state}: {job.error}")
+    if job.state != trainer_pb2.JOB_STATE_SUCCEEDED:
+        state = trainer_pb2.JobState.Name(job.state)
+        raise FailedPrecondition(f"training {base_model} on {mix_name} ended {state}: {job.error}")
     model = TunedModel(
         base_model=base_model,
         mix=mix_name,
         key=key,
-        adapter_uri=job.outputs["adapter"],
+        adapter_uri=job.outputs["adapter"].uri,
         job_id=job.id,
-        card_uri=job.outputs.get("card", ""),
+        card_uri=job.outputs["card"].uri if "card" in job.outputs else "",
     )
     store.put_json(marker, asdict(model))
     return model
@@ -144,7 +148,7 @@ def shard_identity(cfg: StudyConfig, shard: Shard) -> dict[str, Any]:
     sampling = getattr(task_cfg, "sampling", None)
     identity = {
         "version": STEP_VERSION,
-        "evalset_sha256": shard.evalset.manifest.sha256,
+        "evalset_sha256": shard.evalset.manifest.data_sha256,
         "sampling": sampling.model_dump(mode="json") if sampling is not None else None,
         "seed": shard.seed,
     }
@@ -169,7 +173,10 @@ def evaluate_shard(cfg: StudyConfig, store: ArtifactStore, clients: Any, shard: 
     elif task.graded_by == "judge":
         metrics = _chat(cfg, clients, items, shard)
     else:
-        metrics = [task.score(item, text) for item, text in zip(items, _generate(cfg, clients.generator, items, shard))]
+        metrics = [
+            task.score(item, text)
+            for item, text in zip(items, _generate(cfg, clients.generator, items, shard), strict=True)
+        ]
     records = [
         ItemResult(
             study=cfg.name,
@@ -182,7 +189,7 @@ def evaluate_shard(cfg: StudyConfig, store: ArtifactStore, clients: Any, shard: 
             item_id=item.id,
             metrics=m,
         )
-        for item, m in zip(items, metrics)
+        for item, m in zip(items, metrics, strict=True)
     ]
     store.put_bytes(key, results_to_jsonl(records))
     return key
@@ -247,7 +254,7 @@ def _chat(cfg: StudyConfig, clients: Any, items: Sequence[EvalItem], shard: Shar
             target_language=shard.language,
             response_language=_top(reply_id) or "und",
         )
-        for item, prompt, reply, reply_id in zip(items, prompts, replies, reply_ids)
+        for item, prompt, reply, reply_id in zip(items, prompts, replies, reply_ids, strict=True)
     ]
     with _slots["judge"]:
         graded = clients.judge.grade(
@@ -259,7 +266,7 @@ def _chat(cfg: StudyConfig, clients: Any, items: Sequence[EvalItem], shard: Shar
         )
     return [
         _chat_item_metrics(record, p, r, shard.language, check)
-        for record, p, r, check in zip(graded.records, prompt_ids, reply_ids, checks)
+        for record, p, r, check in zip(graded.records, prompt_ids, reply_ids, checks, strict=True)
     ]
 
 

@@ -12,9 +12,7 @@ are retried with back-off; INVALID_ARGUMENT and other caller errors fail at once
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from flows import steps
 from flows.data.build import Built, build_eval_sets, build_mixes
 from flows.data.labelling import service_labeller
 from flows.data.translation import judge_translator
+from flows.evals import TASKS
 from services.common.config import StudyConfig, load_config
 from services.common.errors import DeadlineExceeded, Unavailable
 from services.common.store import ArtifactStore, open_store
@@ -36,9 +35,14 @@ TRANSIENT = (Unavailable, DeadlineExceeded)
 def _transient_only(task_, task_run, state) -> bool:
     """Prefect retry condition: retry what may pass on a second try, never a caller's mistake."""
     exc = state.result(raise_on_failure=False)
-    return isinstance(exc, TRANSIENT) or getattr(exc, "grpc_code", None) is not None and exc.code in (
-        "UNAVAILABLE",
-        "DEADLINE_EXCEEDED",
+    return (
+        isinstance(exc, TRANSIENT)
+        or getattr(exc, "grpc_code", None) is not None
+        and exc.code
+        in (
+            "UNAVAILABLE",
+            "DEADLINE_EXCEEDED",
+        )
     )
 
 
@@ -110,9 +114,7 @@ def train_all(
     cfg: StudyConfig, store: ArtifactStore, clients: Clients, mixes: list[Built], base_models: dict[str, str]
 ) -> list[steps.TunedModel]:
     """One trainer job per base model × mix (the trainer serialises them on its workers)."""
-    futures = [
-        train.submit(cfg, store, clients, name, ref, mix) for name, ref in base_models.items() for mix in mixes
-    ]
+    futures = [train.submit(cfg, store, clients, name, ref, mix) for name, ref in base_models.items() for mix in mixes]
     return [f.result() for f in futures]
 
 
@@ -120,10 +122,12 @@ def plan_shards(cfg: StudyConfig, models: list[steps.TunedModel], evalsets: list
     by_task_language = {(b.manifest.task, b.manifest.language): b for b in evalsets}
     shards = []
     for model in models:
-        for task_name, task_cfg in cfg.evaluation.tasks.enabled():
+        for task_name, task_cfg in cfg.evaluation.tasks.enabled().items():
             for language in task_cfg.languages:
                 evalset = by_task_language[(task_name, language)]
-                shards += [steps.Shard(model, task_name, language, seed, evalset) for seed in cfg.seeds]
+                # Log-likelihood scoring (XNLI) does not sample: one seed's shard is every seed's result.
+                seeds = cfg.seeds[:1] if TASKS.get(task_name).method == "loglikelihood" else cfg.seeds
+                shards += [steps.Shard(model, task_name, language, seed, evalset) for seed in seeds]
     return shards
 
 
@@ -160,7 +164,7 @@ def report(
     figures = render_figures(cfg, aggregated.rows, out_dir / "figures")
     manifests = {b.manifest.name: b.manifest.model_dump(mode="json") for b in mixes}
     cards = {f"{m.base_model}/{m.mix}": _card(store, m) for m in models}
-    paths = render_report(cfg, aggregated.rows, aggregated.tests, figures, manifests, cards, out_dir, versions=versions())
+    paths = render_report(cfg, aggregated.rows, aggregated.tests, figures, manifests, cards, out_dir)
     (out_dir / "aggregate.json").write_text(json.dumps(aggregated.to_json(), indent=1, sort_keys=True))
     prefix = f"reports/{cfg.name}/{steps.digest(sorted(str(p) for p in paths.values()))}"
     store.put_dir(prefix, out_dir)
@@ -174,17 +178,6 @@ def _card(store: ArtifactStore, model: steps.TunedModel) -> dict[str, Any]:
         return {}
     card_store, key = open_object(model.card_uri)
     return card_store.get_json(key)
-
-
-def versions() -> dict[str, str]:
-    names = ["polyglot", "torch", "transformers", "peft", "trl", "prefect", "grpcio", "protobuf", "numpy"]
-    found = {"python": platform.python_version()}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
 
 
 @flow(name="study", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)

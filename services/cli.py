@@ -1,9 +1,9 @@
 """`polyglot`: serve the services, run them all locally, check and plan studies.
 
-    polyglot serve lid --port 50051        # one service, in the foreground
-    polyglot up                            # all four on loopback until Ctrl-C
-    polyglot health 127.0.0.1:50051        # SERVING?
-    polyglot config check configs/smoke.yaml
+polyglot serve lid --port 50051        # one service, in the foreground
+polyglot up                            # all four on loopback until Ctrl-C
+polyglot health 127.0.0.1:50051        # SERVING?
+polyglot config check configs/smoke.yaml
 """
 
 from __future__ import annotations
@@ -31,14 +31,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-serve_app = typer.Typer(help="Run one service in the foreground (SIGTERM drains in-flight calls).", no_args_is_help=True)
+serve_app = typer.Typer(
+    help="Run one service in the foreground (SIGTERM drains in-flight calls).", no_args_is_help=True
+)
 config_app = typer.Typer(help="Study configs.", no_args_is_help=True)
 study_app = typer.Typer(help="Run the study (Prefect flows over the services).", no_args_is_help=True)
 app.add_typer(serve_app, name="serve")
 app.add_typer(config_app, name="config")
 app.add_typer(study_app, name="study")
 app.add_typer(importlib.import_module("flows.data.cli").app, name="data")
-
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -116,39 +117,62 @@ def config_check(path: Annotated[Path, typer.Argument(help="Study config YAML.")
     console.print(f"[green]ok[/] {path}: study {cfg.name!r}")
 
 
-def _load(path: Path):
+def _overrides(values: list[str] | None) -> dict[str, str]:
+    pairs = {}
+    for value in values or []:
+        key, sep, val = value.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{value!r} is not KEY=VALUE", param_hint="--set")
+        pairs[key.strip()] = val
+    return pairs
+
+
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config field, e.g. --set training.max_steps=5 (repeatable)."),
+]
+
+
+def _load(path: Path, overrides: dict[str, str] | None = None):
     from services.common.config import load_config
 
     try:
-        return load_config(path)
+        return load_config(path, overrides)
     except PolyglotError as exc:
         raise _fail(str(exc), 2) from None
 
 
 @app.command()
-def plan(path: Annotated[Path, typer.Argument(help="Study config YAML.")]):
+def plan(path: Annotated[Path, typer.Argument(help="Study config YAML.")], set_: Overrides = None):
     """Print a study's grid (training jobs, generations, judge calls) with GPU-hour and API-cost estimates."""
     from flows.plan import plan_study, render_plan
 
-    Console().print(render_plan(plan_study(_load(path))))
+    Console().print(render_plan(plan_study(_load(path, _overrides(set_)))))
 
 
 @study_app.command("run")
 def study_run(
     path: Annotated[Path, typer.Argument(help="Study config YAML, e.g. configs/smoke.yaml.")],
     services: Annotated[
-        bool, typer.Option("--services/--no-services", help="Start the four services locally (else use the config's addresses).")
+        bool,
+        typer.Option(
+            "--services/--no-services", help="Start the four services locally (else use the config's addresses)."
+        ),
     ] = True,
     out: Annotated[Path | None, typer.Option(help="Report directory (default .polyglot/reports/<study>).")] = None,
     state_dir: Annotated[Path, typer.Option(help="Local state: models, logs, Prefect home.")] = Path(".polyglot"),
+    set_: Overrides = None,
 ):
     """Run a whole study: prepare data, train every mix, evaluate, aggregate, report. Reruns resume."""
     from flows.local import run_study
 
-    cfg = _load(path)
+    overrides = _overrides(set_)
+    cfg = _load(path, overrides)
     started = time.monotonic()
     try:
-        paths = run_study(path, start_services=services, state_dir=state_dir, out_dir=out, log=console.print)
+        paths = run_study(
+            path, start_services=services, state_dir=state_dir, out_dir=out, overrides=overrides, log=console.print
+        )
     except PolyglotError as exc:
         raise _fail(str(exc)) from None
     console.print(f"[green]study {cfg.name} done[/] in {time.monotonic() - started:.0f} s")

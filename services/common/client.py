@@ -80,21 +80,24 @@ class ServiceClient:
         """Unary call with retries on transient codes; domain errors raised as `services.common.errors`."""
         fn = getattr(self.stub, method)
         deadline = timeout if timeout is not None else self.timeout
-
-        def once():
-            return fn(request, timeout=deadline)
-
-        if retry_transient and self.retries > 1:
-            once = retry(
-                retry=retry_if_exception(_is_transient),
-                stop=stop_after_attempt(self.retries),
-                wait=wait_exponential_jitter(multiplier=0.2, max=5),
-                reraise=True,
-            )(once)
         try:
-            return once()
+            try:
+                return fn(request, timeout=deadline)  # the common case pays for no retry machinery
+            except grpc.RpcError as exc:
+                if not (retry_transient and self.retries > 1 and _is_transient(exc)):
+                    raise
+            return self._retrying(lambda: fn(request, timeout=deadline))
         except grpc.RpcError as exc:
             raise to_domain_error(exc) from exc
+
+    def _retrying(self, once: Callable[[], T]) -> T:
+        """The remaining `retries - 1` attempts, with exponential back-off and jitter."""
+        return retry(
+            retry=retry_if_exception(_is_transient),
+            stop=stop_after_attempt(self.retries - 1),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5),
+            reraise=True,
+        )(once)()
 
     def stream(self, method: str, request: Any, *, timeout: float | None = None):
         """Server-streaming call; yields messages, mapping errors like `call` (no retry mid-stream)."""

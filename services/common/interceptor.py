@@ -53,6 +53,9 @@ class _Call:
         elapsed = time.perf_counter() - self.start
         CALLS.labels(self.service, self.method, code.name).inc()
         LATENCY.labels(self.service, self.method).observe(elapsed)
+        level = logging.INFO if code == grpc.StatusCode.OK else logging.WARNING
+        if not log.isEnabledFor(level):
+            return
         record: dict[str, Any] = {
             "event": "rpc",
             "service": self.service,
@@ -62,7 +65,7 @@ class _Call:
         }
         if error and code != grpc.StatusCode.OK:
             record["error"] = error
-        log.log(logging.INFO if code == grpc.StatusCode.OK else logging.WARNING, json.dumps(record))
+        log.log(level, json.dumps(record))
 
 
 async def _abort(context: grpc.aio.ServicerContext, call: _Call, exc: BaseException) -> None:

@@ -1,0 +1,153 @@
+"""The study end to end: real services (child processes), real Prefect, the real S3 server (SeaweedFS).
+
+A cut-down smoke config (tests/e2e/study_e2e.yaml) on the tiny random Llama: the numbers check the
+pipeline, never quality. One uninterrupted run produces the report; a second run in another store is
+killed after its first training job and rerun, and must neither retrain that job nor change a metric.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from flows.local import materialise_models, prefect_env, service_env
+from services.common.config import load_config
+from services.common.local import LocalServices
+from services.common.store import open_store
+
+CONFIG = Path(__file__).with_name("study_e2e.yaml")
+SERVICES = ("lid", "generator", "judge", "trainer")
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Study:
+    """Services started once; each `run` is a fresh `polyglot study run` process against them."""
+
+    def __init__(self, tmp: Path, s3, bucket: str):
+        self.tmp, self.s3, self.bucket = tmp, s3, bucket
+        self.ports = {name: _free_port() for name in SERVICES}
+        self.overrides = {f"services.{n}": f"127.0.0.1:{p}" for n, p in self.ports.items()}
+        self.env = {
+            **os.environ,
+            **s3.env(),
+            **prefect_env(tmp / "state"),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def overrides_for(self, run: str) -> dict[str, str]:
+        return {**self.overrides, "artifact_store": f"s3://{self.bucket}/{run}"}
+
+    def store(self, run: str):
+        os.environ.update(self.s3.env())
+        return open_store(f"s3://{self.bucket}/{run}")
+
+    def start_services(self) -> LocalServices:
+        cfg = load_config(CONFIG, self.overrides_for("judge-cache"))
+        refs = materialise_models(cfg, self.tmp / "state")
+        env = {**self.env, **service_env(cfg, refs, self.tmp / "state")}
+        env["POLYGLOT_TRAINER_TORCH_THREADS"] = "1"
+        (self.tmp / "logs").mkdir(exist_ok=True)
+        return LocalServices(list(SERVICES), ports=self.ports, env=env, log_dir=self.tmp / "logs", grace=5)
+
+    def command(self, run: str) -> list[str]:
+        sets = [f"--set={k}={v}" for k, v in self.overrides_for(run).items()]
+        return [
+            sys.executable, "-m", "services.cli", "study", "run", str(CONFIG), "--no-services",
+            "--state-dir", str(self.tmp / "state"), "--out", str(self.tmp / f"report-{run}"), *sets,
+        ]  # fmt: skip
+
+    def run(self, run: str) -> subprocess.CompletedProcess:
+        return subprocess.run(self.command(run), env=self.env, capture_output=True, text=True, timeout=800)
+
+    def start(self, run: str) -> subprocess.Popen:
+        log = open(self.tmp / f"flow-{run}.log", "w")
+        return subprocess.Popen(self.command(run), env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, s3_server):
+    tmp = tmp_path_factory.mktemp("study")
+    bucket = "e2e-study"
+    s3_server.client().make_bucket(bucket)
+    study = Study(tmp, s3_server, bucket)
+    with study.start_services() as services:
+        services.wait_healthy(timeout=300)
+        study.services = services
+        yield study
+
+
+def _trainer(study: Study):
+    from services.trainer.client import TrainerClient
+
+    return TrainerClient(f"127.0.0.1:{study.ports['trainer']}")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(study):
+    result = study.run("a")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return study.tmp / "report-a"
+
+
+def test_report_has_every_task_figures_and_tables(uninterrupted):
+    html = (uninterrupted / "report.html").read_text()
+    md = (uninterrupted / "report.md").read_text()
+    for task in ("chat", "xquad", "xcsqa", "xnli"):
+        assert task in html and task in md
+        assert list((uninterrupted / "figures").glob(f"*{task}*.png")), f"no {task} figure"
+        assert list((uninterrupted / "figures").glob(f"*{task}*.svg")), f"no {task} svg figure"
+    assert "pipeline check" in html.lower()
+    rows = json.loads((uninterrupted / "aggregate.json").read_text())["rows"]
+    assert {r["task"] for r in rows} == {"chat", "xquad", "xcsqa", "xnli"}
+    assert {r["mix"] for r in rows} == {"mono", "multi-2"}
+
+
+def test_killed_study_resumes_without_retraining_and_matches(study, uninterrupted):
+    store = study.store("b")
+    proc = study.start("b")
+    deadline = time.monotonic() + 600
+    first = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        first = [o.key for o in store.list("models/") if o.key.endswith("/model.json")]
+        if first:
+            break
+        time.sleep(0.5)
+    assert first, "no training job finished before the deadline: " + (study.tmp / "flow-b.log").read_text()[-3000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    trainer = _trainer(study)
+    model = store.get_json(first[0])
+    before = trainer.get(model["job_id"])
+
+    rerun = study.run("b")
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-5000:]
+
+    after = trainer.get(model["job_id"])
+    assert after.attempts == before.attempts == 1, "the finished job was run again"
+    assert after.finished_at == before.finished_at
+    jobs = trainer.list(labels={"study": "e2e"})
+    keys = [j.idempotency_key for j in jobs]
+    assert len(keys) == len(set(keys)), f"duplicate jobs: {keys}"
+    store_b_jobs = [j for j in jobs if j.spec.output_uri.startswith(f"s3://{study.bucket}/b/")]
+    assert len(store_b_jobs) == 2, [j.spec.output_uri for j in jobs]  # mono and multi-2, each once
+
+    def means(report: Path):
+        rows = json.loads((report / "aggregate.json").read_text())["rows"]
+        return {(r["mix"], r["task"], r["variant"], r["language"], r["metric"]): r["mean"] for r in rows}
+
+    assert means(study.tmp / "report-b") == means(uninterrupted)
