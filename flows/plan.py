@@ -257,8 +257,10 @@ def plan_study(cfg: StudyConfig, assumptions: Assumptions | None = None) -> Plan
         for name, task in tasks.items():
             items = _items(name, task, a)
             variants = list(getattr(task, "modes", None) or VARIANTS[name])
+            # XNLI is scored, not sampled: the study runs it once and it stands for every seed.
+            task_seeds = 1 if name == "xnli" else seeds
             for variant in variants:
-                units = len(mixes) * len(task.languages) * items * seeds
+                units = len(mixes) * len(task.languages) * items * task_seeds
                 prompt_seconds = a.prompt_tokens.get(name, 0) / a.prefill_tokens_per_second
                 if name == "xnli":
                     scored, generations = units * XNLI_CHOICES, 0
@@ -275,9 +277,9 @@ def plan_study(cfg: StudyConfig, assumptions: Assumptions | None = None) -> Plan
                         variant=variant,
                         languages=list(task.languages),
                         items_per_language=items,
-                        seeds=seeds,
+                        seeds=task_seeds,
                         models=len(mixes),
-                        shards=len(mixes) * len(task.languages) * seeds,
+                        shards=len(mixes) * len(task.languages) * task_seeds,
                         generations=generations,
                         scored_continuations=scored,
                         judge_calls=units if name == "chat" else 0,
@@ -291,7 +293,7 @@ def plan_study(cfg: StudyConfig, assumptions: Assumptions | None = None) -> Plan
     if not judge_is_paid_api:
         plan.notes.append(f"judge provider {cfg.judge.provider!r} runs locally: no API cost")
     if "xnli" in tasks:
-        plan.notes.append("XNLI is scored (no sampling), so its seeds repeat identical work")
+        plan.notes.append("XNLI is scored (no sampling): one run per model and language stands for every seed")
     return plan
 
 
