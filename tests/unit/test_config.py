@@ -88,8 +88,8 @@ def test_smoke_paths_resolve_against_the_file_and_exist(smoke, shared_dir):
 
 def test_smoke_sampling_presets_with_overrides(smoke):
     tasks = smoke.evaluation.tasks
-    assert tasks.chat.sampling == get_preset("chat").with_overrides(max_tokens=48)
-    assert tasks.xquad.sampling == get_preset("constrained")
+    assert tasks.chat.sampling == get_preset("chat").with_overrides(max_tokens=32)
+    assert tasks.xquad.sampling == get_preset("constrained").with_overrides(max_tokens=24)
 
 
 def test_smoke_mix_languages_have_oasst_rows(smoke, shared_dir):

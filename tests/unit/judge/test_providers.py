@@ -74,7 +74,9 @@ def test_generator_without_address_fails_naming_the_setting():
     assert info.value.field == "generator_address"
 
 
-def test_generator_lays_out_a_guanaco_conversation():
+async def test_generator_lays_out_a_guanaco_conversation():
+    # The provider opens a grpc.aio channel, which needs a running loop (as in the service).
+
     provider = ProviderPool(_settings(generator_address="127.0.0.1:9")).get("generator")
     one = provider.layout([{"role": "user", "content": "Grade {this}"}])
     assert one == "### Human: Grade {this} ### Assistant:"
