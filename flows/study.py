@@ -141,11 +141,17 @@ def evaluate_all(
 
 
 @flow(name="aggregate")
-def aggregate_results(cfg: StudyConfig, store: ArtifactStore, shard_keys: list[str]):
-    from flows.aggregate import aggregate
+def aggregate_results(cfg: StudyConfig, store: ArtifactStore, shard_keys: list[str]) -> tuple[Any, str]:
+    """Means, bootstrap CIs and paired tests over every shard; stored under a key of its inputs."""
+    from flows.aggregate import Aggregate, aggregate
 
-    records = [r for key in shard_keys for r in steps.read_shard(store, key)]
-    return aggregate(records, cfg.report)
+    key = f"aggregates/{cfg.name}/{steps.digest([sorted(shard_keys), cfg.report.model_dump(mode='json')])}.json"
+    if store.exists(key):
+        return Aggregate.from_json(store.get_json(key)), key
+    records = [r for key_ in shard_keys for r in steps.read_shard(store, key_)]
+    aggregated = aggregate(records, cfg.report)
+    store.put_json(key, aggregated.to_json())
+    return aggregated, key
 
 
 @flow(name="report")
@@ -153,21 +159,31 @@ def report(
     cfg: StudyConfig,
     store: ArtifactStore,
     aggregated: Any,
+    aggregate_key: str,
     mixes: list[Built],
     models: list[steps.TunedModel],
     out_dir: Path,
 ) -> dict[str, str]:
-    """Figures and the HTML/Markdown report, written locally and copied into the store."""
+    """Figures and the HTML/Markdown report, copied into the store; a report already there is fetched."""
     from flows.figures import render_figures
     from flows.report import render_report
 
-    figures = render_figures(cfg, aggregated.rows, out_dir / "figures")
-    manifests = {b.manifest.name: b.manifest.model_dump(mode="json") for b in mixes}
-    cards = {f"{m.base_model}/{m.mix}": _card(store, m) for m in models}
-    paths = render_report(cfg, aggregated.rows, aggregated.tests, figures, manifests, cards, out_dir)
-    (out_dir / "aggregate.json").write_text(json.dumps(aggregated.to_json(), indent=1, sort_keys=True))
-    prefix = f"reports/{cfg.name}/{steps.digest(sorted(str(p) for p in paths.values()))}"
-    store.put_dir(prefix, out_dir)
+    identity = [aggregate_key, cfg.model_dump(mode="json"), [m.key for m in models], [b.key for b in mixes]]
+    prefix = f"reports/{cfg.name}/{steps.digest([steps.STEP_VERSION, identity])}"
+    names = {"html": "report.html", "md": "report.md"}
+    if not store.exists(f"{prefix}/aggregate.json"):
+        figures = render_figures(cfg, aggregated.rows, out_dir / "figures")
+        manifests = {b.manifest.name: b.manifest.model_dump(mode="json") for b in mixes}
+        cards = {f"{m.base_model}/{m.mix}": _card(store, m) for m in models}
+        render_report(cfg, aggregated.rows, aggregated.tests, figures, manifests, cards, out_dir)
+        (out_dir / "aggregate.json").unlink(missing_ok=True)
+        store.put_dir(prefix, out_dir)
+        # aggregate.json goes last: its presence in the store marks the report complete.
+        (out_dir / "aggregate.json").write_text(json.dumps(aggregated.to_json(), indent=1, sort_keys=True))
+        store.put_file(f"{prefix}/aggregate.json", out_dir / "aggregate.json")
+    else:
+        store.get_dir(prefix, out_dir)
+    paths = {kind: out_dir / name for kind, name in names.items() if (out_dir / name).exists()}
     return {kind: str(path) for kind, path in paths.items()} | {"store": store.uri(prefix)}
 
 
@@ -206,8 +222,8 @@ def study(
         logger.info("models: %s", ", ".join(m.key for m in models))
         shard_keys = evaluate_all(cfg, store, clients, models, data["evalsets"])
         logger.info("evaluated %d shards", len(shard_keys))
-        aggregated = aggregate_results(cfg, store, shard_keys)
+        aggregated, aggregate_key = aggregate_results(cfg, store, shard_keys)
         target = Path(out_dir or cfg.report.output_dir or Path(".polyglot") / "reports" / cfg.name)
-        return report(cfg, store, aggregated, data["mixes"], models, target.resolve())
+        return report(cfg, store, aggregated, aggregate_key, data["mixes"], models, target.resolve())
     finally:
         clients.close()

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -46,6 +47,14 @@ class LoadedAdapter:
     path: Path
     pins: int = 0
     last_used: float = 0.0
+
+
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def uri_adapter_name(uri: str) -> str:
+    """The engine name of an adapter asked for by URI: URIs hold dots, which PEFT module names may not."""
+    return "uri-" + hashlib.sha256(uri.encode()).hexdigest()[:16]
 
 
 def looks_like_uri(ref: str) -> bool:
@@ -83,7 +92,9 @@ class AdapterCache:
         tmp = self.cache_dir / f".tmp-{uuid.uuid4().hex}"
         try:
             try:
-                open_store(uri, **self.store_options).get_dir("", tmp)
+                # The options (endpoint, keys) are S3's; a file:// adapter takes none.
+                options = self.store_options if uri.startswith("s3://") else {}
+                open_store(uri, **options).get_dir("", tmp)
             except NotFound as exc:
                 raise NotFound(f"no adapter at {uri}: {exc.message}", field="uri") from exc
             if not (tmp / "adapter_config.json").exists():
@@ -106,6 +117,9 @@ class AdapterCache:
     async def load(self, name: str, uri: str) -> LoadedAdapter:
         if not name:
             raise InvalidArgument("must name the adapter", field="name")
+        if not ADAPTER_NAME.fullmatch(name):
+            # PEFT uses the name as a module name: no dots, slashes or spaces.
+            raise InvalidArgument(f"{name!r}: use letters, digits, '_' and '-' only", field="name")
         if not uri:
             raise InvalidArgument("must be the adapter's artifact URI", field="uri")
         async with self._lock:
@@ -164,7 +178,7 @@ class AdapterCache:
                 entry = next((a for a in self._loaded.values() if a.uri == ref), None)
                 if entry is None:
                     try:
-                        entry = await self._load_locked(ref, ref)
+                        entry = await self._load_locked(uri_adapter_name(ref), ref)
                     except PolyglotError as exc:
                         if exc.field not in ("uri", "name"):
                             raise

@@ -255,3 +255,17 @@ def test_concurrent_clients_share_batches(generator_service):
         texts = list(pool.map(one, range(8)))
     assert len(texts) == 8
     assert worker.batches_run - before < 8
+
+
+def test_adapter_named_by_a_uri_with_dots_loads(generator_client, tiny_lora_dir, tmp_path):
+    # PEFT module names may not contain dots; URIs (and .polyglot/ paths) do. Found by the smoke study.
+    from services.common.store import open_store
+
+    store = open_store((tmp_path / ".polyglot" / "artifacts.v1").as_uri())
+    store.put_dir("models/tiny.lora/adapter", tiny_lora_dir)
+    uri = store.uri("models/tiny.lora/adapter")
+    assert "." in uri
+    texts = _texts(generator_client.generate_all(["Hello"], max_tokens=4, adapter=uri, **GREEDY))
+    assert len(texts) == 1
+    with pytest.raises(InvalidArgument, match="name"):
+        generator_client.load_adapter("has.dot", uri)
