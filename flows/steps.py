@@ -12,7 +12,6 @@ reruns without a single training, generation or judge call.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -288,7 +287,3 @@ def _chat_item_metrics(record: Any, prompt_id: Any, reply_id: Any, target: str, 
 
 def _top(identification: Any) -> str:
     return identification.predictions[0].language if identification.predictions else ""
-
-
-def shard_summary(shard: Shard) -> str:
-    return json.dumps({"model": shard.model.key, "task": shard.task, "language": shard.language, "seed": shard.seed})

@@ -34,16 +34,7 @@ TRANSIENT = (Unavailable, DeadlineExceeded)
 
 def _transient_only(task_, task_run, state) -> bool:
     """Prefect retry condition: retry what may pass on a second try, never a caller's mistake."""
-    exc = state.result(raise_on_failure=False)
-    return (
-        isinstance(exc, TRANSIENT)
-        or getattr(exc, "grpc_code", None) is not None
-        and exc.code
-        in (
-            "UNAVAILABLE",
-            "DEADLINE_EXCEEDED",
-        )
-    )
+    return isinstance(state.result(raise_on_failure=False), TRANSIENT)
 
 
 RETRY = dict(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_transient_only, cache_policy=NO_CACHE)
