@@ -97,6 +97,18 @@ def hyperparameters(cfg: StudyConfig) -> dict[str, Any]:
     }
 
 
+def model_key(cfg: StudyConfig, base_model: str, base_model_ref: str, mix: Built) -> str:
+    return f"models/{base_model}/{mix.manifest.name}/{digest(model_identity(cfg, base_model, mix, base_model_ref))}"
+
+
+def trained_model(
+    cfg: StudyConfig, store: ArtifactStore, base_model: str, base_model_ref: str, mix: Built
+) -> TunedModel | None:
+    """The tuned model if the store has it already (no trainer call), else None."""
+    marker = f"{model_key(cfg, base_model, base_model_ref, mix)}/model.json"
+    return TunedModel(**store.get_json(marker)) if store.exists(marker) else None
+
+
 def train_model(
     cfg: StudyConfig, store: ArtifactStore, trainer: Any, base_model: str, base_model_ref: str, mix: Built
 ) -> TunedModel:
@@ -106,7 +118,7 @@ def train_model(
     trainer resumes from its last checkpoint), never a duplicate.
     """
     mix_name = mix.manifest.name
-    key = f"models/{base_model}/{mix_name}/{digest(model_identity(cfg, base_model, mix, base_model_ref))}"
+    key = model_key(cfg, base_model, base_model_ref, mix)
     marker = f"{key}/model.json"
     if store.exists(marker):
         return TunedModel(**store.get_json(marker))

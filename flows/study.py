@@ -104,9 +104,12 @@ def prepare(cfg: StudyConfig, store: ArtifactStore, clients: Clients) -> dict[st
 def train_all(
     cfg: StudyConfig, store: ArtifactStore, clients: Clients, mixes: list[Built], base_models: dict[str, str]
 ) -> list[steps.TunedModel]:
-    """One trainer job per base model × mix (the trainer serialises them on its workers)."""
-    futures = [train.submit(cfg, store, clients, name, ref, mix) for name, ref in base_models.items() for mix in mixes]
-    return [f.result() for f in futures]
+    """One trainer job per base model × mix (the trainer serialises them on its workers). Models already in
+    the store are read, not scheduled: a finished study reruns without a task per model."""
+    pairs = [(name, ref, mix) for name, ref in base_models.items() for mix in mixes]
+    done = [steps.trained_model(cfg, store, name, ref, mix) for name, ref, mix in pairs]
+    futures = {i: train.submit(cfg, store, clients, *pair) for i, pair in enumerate(pairs) if done[i] is None}
+    return [done[i] if done[i] is not None else futures[i].result() for i in range(len(pairs))]
 
 
 def plan_shards(cfg: StudyConfig, models: list[steps.TunedModel], evalsets: list[Built]) -> list[steps.Shard]:
@@ -126,9 +129,18 @@ def plan_shards(cfg: StudyConfig, models: list[steps.TunedModel], evalsets: list
 def evaluate_all(
     cfg: StudyConfig, store: ArtifactStore, clients: Clients, models: list[steps.TunedModel], evalsets: list[Built]
 ) -> list[str]:
-    """Every model × task × language × seed; each shard's records are stored as soon as it finishes."""
-    futures = [evaluate.submit(cfg, store, clients, shard) for shard in plan_shards(cfg, models, evalsets)]
-    return [f.result() for f in futures]
+    """Every model × task × language × seed; each shard's records are stored as soon as it finishes.
+    Shards already in the store are not scheduled, so a resumed study runs only the missing ones."""
+    keys: dict[int, str] = {}
+    futures = {}
+    for i, shard in enumerate(plan_shards(cfg, models, evalsets)):
+        key = steps.shard_result_key(cfg, shard)
+        if store.exists(key):
+            keys[i] = key
+        else:
+            futures[i] = evaluate.submit(cfg, store, clients, shard)
+    keys.update({i: f.result() for i, f in futures.items()})
+    return [keys[i] for i in sorted(keys)]
 
 
 @flow(name="aggregate")
