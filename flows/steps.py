@@ -117,12 +117,13 @@ def train_model(
     The idempotency key is the model's hash: a resubmission after a crash returns the same job (which the
     trainer resumes from its last checkpoint), never a duplicate.
     """
+    existing = trained_model(cfg, store, base_model, base_model_ref, mix)
+    if existing is not None:
+        return existing
+    from polyglot.v1 import trainer_pb2
+
     mix_name = mix.manifest.name
     key = model_key(cfg, base_model, base_model_ref, mix)
-    marker = f"{key}/model.json"
-    if store.exists(marker):
-        return TunedModel(**store.get_json(marker))
-    from polyglot.v1 import trainer_pb2
 
     with _slots["trainer"]:
         job = trainer.submit(
@@ -147,7 +148,7 @@ def train_model(
         job_id=job.id,
         card_uri=job.outputs["card"].uri if "card" in job.outputs else "",
     )
-    store.put_json(marker, asdict(model))
+    store.put_json(f"{key}/model.json", asdict(model))
     return model
 
 
