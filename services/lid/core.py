@@ -258,25 +258,27 @@ class LanguageIdentifier:
         threshold: float = 0.0,
         strip_role_markers: bool = False,
         field: str = "texts",
+        start: int = 0,
     ) -> list[list[tuple[float, str]] | InvalidArgument]:
         """Per text: fastText's `[(probability, raw label)]`, best first, or the per-item error.
 
         The hot path of the service (which builds its protobuf straight from this); `identify` wraps it.
         Raises InvalidArgument for the call when the batch is over `max_batch` or k/threshold are bad.
+        `start` is the index of `texts[0]` in a larger batch (per-item errors name `field[start + i]`).
         """
         self.check_batch(len(texts), field)
         k = self.check_options(k, threshold)
-        return self._predict_many(texts, k, threshold, strip_role_markers, field)
+        return self._predict_many(texts, k, threshold, strip_role_markers, field, start)
 
     def _predict_many(
-        self, texts: Sequence[object], k: int, threshold: float, strip: bool, field: str
+        self, texts: Sequence[object], k: int, threshold: float, strip: bool, field: str, start: int = 0
     ) -> list[list[tuple[float, str]] | InvalidArgument]:
         predict = self._predict
         limit = self.max_text_bytes
         small = limit // 4  # a str this short cannot be over the limit in UTF-8
         out: list[list[tuple[float, str]] | InvalidArgument] = []
         append = out.append
-        for i, item in enumerate(texts):
+        for i, item in enumerate(texts, start):
             # Fast paths for the two usual cases (the service sees bytes); `_text` handles the rest.
             kind = type(item)
             if kind is bytes and len(item) <= limit:
@@ -342,6 +344,7 @@ class LanguageIdentifier:
         *,
         min_line_tokens: int = DEFAULT_MIN_LINE_TOKENS,
         strip_role_markers: bool = False,
+        start: int = 0,
     ) -> list[LanguageCheck]:
         """Is each text in its expected language (ISO 639-1, or any label `resolve` accepts)?
 
@@ -349,12 +352,13 @@ class LanguageIdentifier:
         into lines, skip lines under `min_line_tokens` tokens (`text.count_tokens`: whitespace tokens,
         characters for CJK/Thai), and report the share of checked lines identified as the expected
         language. The whole-text verdict identifies the text with newlines turned into spaces.
+        `start` is the index of `items[0]` in a larger batch (results and errors carry `start + i`).
         """
         self.check_batch(len(items), "items")
         if min_line_tokens < 0:
             raise InvalidArgument(f"must be >= 0, got {min_line_tokens}", field="min_line_tokens")
         results: list[LanguageCheck] = []
-        for i, (item, expected) in enumerate(items):
+        for i, (item, expected) in enumerate(items, start):
             try:
                 results.append(self._check_one(i, item, expected, min_line_tokens, strip_role_markers))
             except InvalidArgument as exc:

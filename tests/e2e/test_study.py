@@ -75,7 +75,9 @@ class Study:
 
     def start(self, run: str) -> subprocess.Popen:
         log = open(self.tmp / f"flow-{run}.log", "w")
-        return subprocess.Popen(self.command(run), env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            self.command(run), env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 @pytest.fixture(scope="module")

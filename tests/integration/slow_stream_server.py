@@ -1,6 +1,6 @@
 """A real service process whose Generate streams slowly: the subject of the SIGTERM tests.
 
-    python -m tests.integration.slow_stream_server PORT GRACE_SECONDS
+python -m tests.integration.slow_stream_server PORT GRACE_SECONDS
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import sys
 
 from polyglot.v1 import generator_pb2 as pb
 from polyglot.v1 import generator_pb2_grpc as pb_grpc
+
 from services.common.server import Registration, run_service
 from services.common.settings import ServerSettings
 
@@ -22,7 +23,9 @@ class SlowGenerator(pb_grpc.GeneratorServiceServicer):
 
 
 def build(settings):
-    return [Registration(SlowGenerator(), pb_grpc.add_GeneratorServiceServicer_to_server, "polyglot.v1.GeneratorService")]
+    return [
+        Registration(SlowGenerator(), pb_grpc.add_GeneratorServiceServicer_to_server, "polyglot.v1.GeneratorService")
+    ]
 
 
 if __name__ == "__main__":

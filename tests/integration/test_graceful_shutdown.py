@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -12,9 +11,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from polyglot.v1 import generator_pb2 as pb
 from polyglot.v1 import generator_pb2_grpc as pb_grpc
+
 from services.common.client import wait_for_health
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -13,6 +13,7 @@ from polyglot.v1 import lid_pb2, lid_pb2_grpc
 from services.common.errors import InvalidArgument
 from services.lid.client import LidClient
 from services.lid.core import LanguageIdentifier
+from services.lid.servicer import SLICE_BYTES
 from tests.fixtures.lid import running_lid
 
 TEXTS = [
@@ -49,6 +50,19 @@ def test_identify_equals_in_process(lid_client, lid_identifier):
     for options in ({}, {"k": 3}, {"k": 5, "threshold": 0.01}, {"strip_role_markers": True}):
         assert_same(lid_client.identify(TEXTS, **options), lid_identifier.identify(TEXTS, **options))
     assert lid_client.identify(["Hallo Welt, wie geht es dir?"])[0].predictions[0].language == "de"
+
+
+def test_a_batch_computed_in_slices_names_items_by_their_place_in_the_whole_batch(lid_client, lid_identifier):
+    # ~130 K characters: several slices of SLICE_BYTES, with bad items in the first and the last one.
+    texts: list = [TEXTS[i % len(TEXTS)] * 8 for i in range(400)]
+    texts[3], texts[398] = "", b"\xff bad"
+    assert sum(len(t) for t in texts) > 3 * SLICE_BYTES
+    remote = lid_client.identify(texts, k=2)
+    assert_same(remote, lid_identifier.identify(texts, k=2))
+    assert [r.field for r in remote if r.error] == ["texts[3]", "texts[398]"]
+    checks = lid_client.check_language([(t, "de") for t in texts])
+    assert [c.index for c in checks] == list(range(400))
+    assert [c.field for c in checks if c.error] == ["items[3].text", "items[398].text"]
 
 
 def test_bad_items_fail_alone_through_the_service(small_service):

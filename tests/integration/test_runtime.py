@@ -9,10 +9,10 @@ import logging
 
 import grpc
 import pytest
-from prometheus_client import REGISTRY
-
 from polyglot.v1 import generator_pb2 as pb
 from polyglot.v1 import generator_pb2_grpc as pb_grpc
+from prometheus_client import REGISTRY
+
 from services.common import errors
 from services.common.client import ServiceClient
 from services.common.inprocess import serve_in_thread
