@@ -30,8 +30,22 @@ MAX_TOKENS = 24
 ROUNDS = 5
 CLIENTS = 8
 TOPICS = [
-    "the sea", "a mountain", "coffee", "trains", "rain", "a library", "bicycles", "winter",
-    "music", "a market", "bread", "the moon", "a river", "chess", "gardens", "a lighthouse",
+    "the sea",
+    "a mountain",
+    "coffee",
+    "trains",
+    "rain",
+    "a library",
+    "bicycles",
+    "winter",
+    "music",
+    "a market",
+    "bread",
+    "the moon",
+    "a river",
+    "chess",
+    "gardens",
+    "a lighthouse",
 ]
 PROMPTS = [f"### Human: Write one sentence about {t}.\n### Assistant:" for t in TOPICS] * 2  # 32 prompts
 
@@ -94,8 +108,9 @@ def main(out_dir: Path) -> dict:
     saved_threads = torch.get_num_threads()
     work = Path(tempfile.mkdtemp(prefix="bench-generator-"))
     model = build_tiny_llama(work / "tiny", _shared_dir() / "models" / "tokenizers" / "llama2", seed=0)
-    settings = GeneratorSettings(model=str(model), device="cpu", dtype="float32", threads=1,
-                                 adapter_cache_dir=work / "adapters")
+    settings = GeneratorSettings(
+        model=str(model), device="cpu", dtype="float32", threads=1, adapter_cache_dir=work / "adapters"
+    )
     params = get_preset("chat").with_overrides(max_tokens=MAX_TOKENS, seed=0)
     generator = create_generator(settings)
     worker = generator.engine.worker
@@ -116,9 +131,7 @@ def main(out_dir: Path) -> dict:
                 else:
                     t_local, n_local = _timed(*local)
                     t_grpc, n_grpc = _timed(*remote)
-                overhead_rounds.append(
-                    {"in_process_s": t_local, "grpc_s": t_grpc, "completions": [n_local, n_grpc]}
-                )
+                overhead_rounds.append({"in_process_s": t_local, "grpc_s": t_grpc, "completions": [n_local, n_grpc]})
                 b0 = worker.batches_run
                 t_seq, n_seq = _timed(_through_grpc, server.address, PROMPTS, 1)
                 b1 = worker.batches_run

@@ -128,8 +128,13 @@ def main() -> int:
 
     def sampling(seed: int | None, **kw) -> SamplingParams:
         values = dict(
-            temperature=chat.temperature, top_p=chat.top_p, top_k=chat.top_k,
-            frequency_penalty=chat.frequency_penalty, max_tokens=32, stop=list(chat.stop), seed=seed,
+            temperature=chat.temperature,
+            top_p=chat.top_p,
+            top_k=chat.top_k,
+            frequency_penalty=chat.frequency_penalty,
+            max_tokens=32,
+            stop=list(chat.stop),
+            seed=seed,
         )
         values.update(kw)
         return SamplingParams(**values)
@@ -190,8 +195,13 @@ def main() -> int:
     from services.generator.settings import GeneratorSettings
 
     settings = GeneratorSettings(
-        model=str(model_dir), backend="vllm", dtype="float32", max_loaded_adapters=2, max_lora_rank=16,
-        gpu_memory_utilization=0.5, adapter_cache_dir=work / "adapter-cache",
+        model=str(model_dir),
+        backend="vllm",
+        dtype="float32",
+        max_loaded_adapters=2,
+        max_lora_rank=16,
+        gpu_memory_utilization=0.5,
+        adapter_cache_dir=work / "adapter-cache",
     )
     generator = create_generator(settings)
     with InProcessServer(generator) as server, GeneratorClient(server.address) as client:
@@ -202,9 +212,7 @@ def main() -> int:
         scores = client.score(PAIRS)
         checks["service_score_ok"] = all(s.status.code == 0 for s in scores)
         t0 = time.perf_counter()
-        results = client.generate_all(
-            PROMPTS, temperature=0.8, top_p=0.9, top_k=50, max_tokens=args.max_tokens, seed=0
-        )
+        results = client.generate_all(PROMPTS, temperature=0.8, top_p=0.9, top_k=50, max_tokens=args.max_tokens, seed=0)
         dt = time.perf_counter() - t0
         record["service_grpc"] = {"completions_per_s": round(len(results) / dt, 2)}
         record["service_vs_llm_generate"] = round(

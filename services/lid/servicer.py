@@ -58,12 +58,12 @@ class LidServicer(lid_pb2_grpc.LidServiceServicer):
     # ---- Identify ---------------------------------------------------------------------------------
 
     async def _identify(self, request: lid_pb2.IdentifyRequest, batch_field: str = "texts") -> lid_pb2.IdentifyResponse:
-        texts = request.texts
-        self.lid.check_batch(len(texts), batch_field)
+        self.lid.check_batch(len(request.texts), batch_field)
         k = self.lid.check_options(request.k, request.threshold)
+        texts = list(request.texts)  # materialised once: the repeated field makes a new bytes per access
         raw: list = []
         async with self._turn:
-            for start, stop in slices(list(map(len, texts))):
+            for start, stop in slices([len(text) for text in texts]):
                 if start:
                     await asyncio.sleep(0)  # let the loop serve health checks and the transport
                 raw += self.lid.predict_raw(
