@@ -11,6 +11,7 @@ the server reports that item alone instead of the client failing the batch.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 
 import grpc
@@ -174,11 +175,4 @@ class LidClient(ServiceClient):
 
     def model_info(self, *, timeout: float | None = None) -> ModelInfo:
         info = self.call("GetModelInfo", lid_pb2.GetModelInfoRequest(), timeout=timeout)
-        return ModelInfo(
-            path=info.path,
-            sha256=info.sha256,
-            num_labels=info.num_labels,
-            label_scheme=info.label_scheme,
-            max_batch_size=info.max_batch_size,
-            max_text_bytes=info.max_text_bytes,
-        )
+        return ModelInfo(**{field.name: getattr(info, field.name) for field in dataclasses.fields(ModelInfo)})

@@ -3,8 +3,8 @@
 Prediction runs on the event loop's own thread, one batch at a time (an `asyncio.Lock`, first come,
 first served), in slices of about `SLICE_BYTES` of text with a yield to the loop between slices. fastText
 holds the GIL, so a worker thread could not run beside the loop anyway; it only made the two threads
-hand the GIL back and forth on every network event, which cost short texts 10-20% of throughput
-(bench/results/lid.md). Slicing keeps health checks and the transport served while a large batch is
+hand the GIL back and forth on every network event, which cost short texts 10-20% of streamed
+throughput. Slicing keeps health checks and the transport served while a large batch is
 computed; FIFO keeps the mean latency of concurrent callers lower than time-slicing them would. Scale
 out with processes or replicas.
 
@@ -16,7 +16,8 @@ build here and to read in the client; at ~30 µs per prediction, every µs per t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 from polyglot.v1 import common_pb2, lid_pb2, lid_pb2_grpc
 
@@ -25,7 +26,6 @@ from services.lid.core import DEFAULT_MIN_LINE_TOKENS, LanguageIdentifier, Predi
 
 _INVALID = 3  # grpc.StatusCode.INVALID_ARGUMENT, as ItemStatus.code
 SLICE_BYTES = 32 * 1024  # text predicted between two yields to the event loop: ~10 ms on one core
-STREAM_READ_AHEAD = 2  # batches a stream holds unanswered: one being predicted, the next one queued
 
 
 def _status(error: InvalidArgument) -> common_pb2.ItemStatus:
@@ -55,24 +55,32 @@ class LidServicer(lid_pb2_grpc.LidServiceServicer):
         self.lid = identifier
         self._turn = asyncio.Lock()  # one batch at a time; waiters are served in arrival order
 
+    async def _in_slices(self, sizes: Sequence[int], run: Callable[[int, int], list]) -> list:
+        """`run(start, stop)` over `slices(sizes)`, results concatenated, yielding to the loop in between."""
+        out: list = []
+        async with self._turn:
+            for start, stop in slices(sizes):
+                if start:
+                    await asyncio.sleep(0)  # let the loop serve health checks and the transport
+                out += run(start, stop)
+        return out
+
     # ---- Identify ---------------------------------------------------------------------------------
 
     async def _identify(self, request: lid_pb2.IdentifyRequest, batch_field: str = "texts") -> lid_pb2.IdentifyResponse:
         self.lid.check_batch(len(request.texts), batch_field)
         k = self.lid.check_options(request.k, request.threshold)
         texts = list(request.texts)  # materialised once: the repeated field makes a new bytes per access
-        raw: list = []
-        async with self._turn:
-            for start, stop in slices([len(text) for text in texts]):
-                if start:
-                    await asyncio.sleep(0)  # let the loop serve health checks and the transport
-                raw += self.lid.predict_raw(
-                    texts[start:stop],
-                    k=k,
-                    threshold=request.threshold,
-                    strip_role_markers=request.strip_role_markers,
-                    start=start,
-                )
+        raw = await self._in_slices(
+            [len(text) for text in texts],
+            lambda start, stop: self.lid.predict_raw(
+                texts[start:stop],
+                k=k,
+                threshold=request.threshold,
+                strip_role_markers=request.strip_role_markers,
+                start=start,
+            ),
+        )
         response = lid_pb2.IdentifyResponse(batch_id=request.batch_id, model=self.lid.name)
         if request.compact:
             self._fill_compact(response, raw)
@@ -137,17 +145,15 @@ class LidServicer(lid_pb2_grpc.LidServiceServicer):
     async def _check(self, request: lid_pb2.CheckLanguageRequest) -> lid_pb2.CheckLanguageResponse:
         items = [(item.text, item.expected_language) for item in request.items]
         self.lid.check_batch(len(items), "items")
-        checks: list = []
-        async with self._turn:
-            for start, stop in slices([len(text) for text, _ in items]):
-                if start:
-                    await asyncio.sleep(0)
-                checks += self.lid.check_language(
-                    items[start:stop],
-                    min_line_tokens=request.min_line_tokens or DEFAULT_MIN_LINE_TOKENS,
-                    strip_role_markers=request.strip_role_markers,
-                    start=start,
-                )
+        checks = await self._in_slices(
+            [len(text) for text, _ in items],
+            lambda start, stop: self.lid.check_language(
+                items[start:stop],
+                min_line_tokens=request.min_line_tokens or DEFAULT_MIN_LINE_TOKENS,
+                strip_role_markers=request.strip_role_markers,
+                start=start,
+            ),
+        )
         response = lid_pb2.CheckLanguageResponse()
         for check in checks:
             result = response.results.add(
@@ -173,11 +179,4 @@ class LidServicer(lid_pb2_grpc.LidServiceServicer):
 
     async def GetModelInfo(self, request, context):
         info = await asyncio.to_thread(self.lid.model_info)  # the first call hashes the file
-        return lid_pb2.LidModelInfo(
-            path=info.path,
-            sha256=info.sha256,
-            num_labels=info.num_labels,
-            label_scheme=info.label_scheme,
-            max_batch_size=info.max_batch_size,
-            max_text_bytes=info.max_text_bytes,
-        )
+        return lid_pb2.LidModelInfo(**dataclasses.asdict(info))
