@@ -70,7 +70,7 @@ def _through_grpc(address: str, prompts: list[str], per_request: int) -> int:
         for start in range(0, len(prompts), per_request):
             chunk = prompts[start : start + per_request]
             results = client.generate_all(chunk, preset="chat", seed=0, max_tokens=MAX_TOKENS)
-            done += sum(r.status.code == 0 for r in results)
+            done += sum(r.error is None for r in results)
     return done
 
 
@@ -80,7 +80,7 @@ def _concurrent(address: str, prompts: list[str], clients: int) -> int:
     def one_client(share: list[str]) -> int:
         with GeneratorClient(address) as client:
             return sum(
-                client.generate_all([p], preset="chat", seed=0, max_tokens=MAX_TOKENS)[0].status.code == 0
+                client.generate_all([p], preset="chat", seed=0, max_tokens=MAX_TOKENS)[0].error is None
                 for p in share
             )
 
@@ -99,10 +99,11 @@ def main(out_dir: Path) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
+    from services.common.inprocess import serve_in_thread
     from services.common.presets import get_preset
     from services.common.tiny_model import build_tiny_llama
     from services.generator.factory import create_generator
-    from services.generator.inprocess import InProcessServer
+    from services.generator.main import registrations
     from services.generator.settings import GeneratorSettings
 
     saved_threads = torch.get_num_threads()
@@ -116,15 +117,15 @@ def main(out_dir: Path) -> dict:
     worker = generator.engine.worker
     per_request = 8
     try:
-        with InProcessServer(generator, close_generator=False) as server:
+        with serve_in_thread(registrations(generator, close_on_stop=False)) as address:
             # Warm-up: first calls pay for lazy initialisation on both paths.
             asyncio.run(_in_process(generator, params, PROMPTS[:8], per_request))
-            _through_grpc(server.address, PROMPTS[:8], per_request)
+            _through_grpc(address, PROMPTS[:8], per_request)
 
             overhead_rounds, batching_rounds = [], []
             for _ in range(ROUNDS):
                 local = (lambda: asyncio.run(_in_process(generator, params, PROMPTS, per_request)),)
-                remote = (_through_grpc, server.address, PROMPTS, per_request)
+                remote = (_through_grpc, address, PROMPTS, per_request)
                 if len(overhead_rounds) % 2:  # alternate which side goes first
                     t_grpc, n_grpc = _timed(*remote)
                     t_local, n_local = _timed(*local)
@@ -133,9 +134,9 @@ def main(out_dir: Path) -> dict:
                     t_grpc, n_grpc = _timed(*remote)
                 overhead_rounds.append({"in_process_s": t_local, "grpc_s": t_grpc, "completions": [n_local, n_grpc]})
                 b0 = worker.batches_run
-                t_seq, n_seq = _timed(_through_grpc, server.address, PROMPTS, 1)
+                t_seq, n_seq = _timed(_through_grpc, address, PROMPTS, 1)
                 b1 = worker.batches_run
-                t_conc, n_conc = _timed(_concurrent, server.address, PROMPTS, CLIENTS)
+                t_conc, n_conc = _timed(_concurrent, address, PROMPTS, CLIENTS)
                 b2 = worker.batches_run
                 batching_rounds.append(
                     {

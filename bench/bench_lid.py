@@ -202,11 +202,11 @@ def _free_port() -> int:
 
 
 class ServerProcess:
-    """A real `polyglot serve lid` child on loopback (its own process, so its own GIL and core)."""
+    """A real `polyglot-serve lid` child on loopback (its own process, so its own GIL and core)."""
 
     def __init__(self, *args: str):
         self.address = f"127.0.0.1:{_free_port()}"
-        cmd = [sys.executable, "-m", "services.cli", "serve", "lid", "--port", self.address.rsplit(":", 1)[1]]
+        cmd = [sys.executable, "-m", "services.common.serve", "lid", "--port", self.address.rsplit(":", 1)[1]]
         env = {**os.environ, "POLYGLOT_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1"}
         self.proc = subprocess.Popen([*cmd, "--metrics-port", "0", *args], cwd=REPO, env=env)
 

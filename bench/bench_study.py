@@ -21,7 +21,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # The README's smoke study by default; POLYGLOT_BENCH_STUDY_CONFIG=tests/e2e/study_e2e.yaml for the CI cut-down.
 CONFIG = ROOT / os.environ.get("POLYGLOT_BENCH_STUDY_CONFIG", "configs/smoke.yaml")
-SERVICES = ("lid", "generator", "judge", "trainer")
 
 
 def _free_port() -> int:
@@ -31,8 +30,9 @@ def _free_port() -> int:
 
 
 def main(out_dir: Path) -> dict:
+    from flows.config import load_config
     from flows.local import materialise_models, prefect_env, service_env
-    from services.common.config import load_config
+    from services.common.catalog import SERVICES
     from services.common.local import LocalServices
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-study-"))

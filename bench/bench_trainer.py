@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -154,16 +155,15 @@ def run_plain(work: Path, base_model: Path, dataset: Path, rep: int) -> dict[str
 
 
 def run_service(work: Path, base_model: Path, dataset_uri: str, rep: int) -> dict[str, Any]:
-    from polyglot.v1 import trainer_pb2 as pb
-
     from services.common.inprocess import serve_in_thread
     from services.common.settings import ServerSettings
     from services.trainer.client import TrainerClient
-    from services.trainer.main import make_build
+    from services.trainer.main import build
+    from services.trainer.schema import Job, JobState, Progress
     from services.trainer.settings import TrainerSettings
 
     settings = TrainerSettings(state_dir=work / f"service-{rep}", torch_threads=THREADS)
-    server = serve_in_thread(make_build(settings), ServerSettings(port=0, metrics_port=0))
+    server = serve_in_thread(partial(build, settings=settings), ServerSettings(port=0, metrics_port=0))
     with server as address, TrainerClient(address) as client:
         started, cpu_started = time.monotonic(), time.process_time()
         job = client.submit(
@@ -171,17 +171,17 @@ def run_service(work: Path, base_model: Path, dataset_uri: str, rep: int) -> dic
             dataset_uri=dataset_uri,
             output_uri=(work / f"service-out-{rep}").as_uri(),
             idempotency_key=f"bench-{rep}",
-            hyperparameters=RECIPE,
+            training=RECIPE,
         )
         reported = []
         for event in client.watch(job.id):
-            if event.HasField("progress") and event.progress.step >= WARMUP_STEPS and event.progress.loss:
-                reported.append(event.progress.tokens_per_second)
-            if event.HasField("job") and event.job.state in (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED):
-                final = event.job
+            if isinstance(event, Progress) and event.step >= WARMUP_STEPS and event.loss:
+                reported.append(event.tokens_per_second)
+            if isinstance(event, Job) and event.state in (JobState.SUCCEEDED, JobState.FAILED):
+                final = event
         wall = time.monotonic() - started
         service_cpu = time.process_time() - cpu_started  # gRPC server, job manager and client threads
-    if final.state != pb.JOB_STATE_SUCCEEDED:
+    if final.state is not JobState.SUCCEEDED:
         raise RuntimeError(f"bench job failed: {final.error}")
     progress = settings.jobs_dir / job.id / "work" / "progress.jsonl"
     points = [

@@ -189,9 +189,10 @@ def main() -> int:
     torch.cuda.empty_cache()
 
     # 5. the generator service on the vllm backend, through gRPC
+    from services.common.inprocess import serve_in_thread
     from services.generator.client import GeneratorClient
     from services.generator.factory import create_generator
-    from services.generator.inprocess import InProcessServer
+    from services.generator.main import registrations
     from services.generator.settings import GeneratorSettings
 
     settings = GeneratorSettings(
@@ -204,13 +205,13 @@ def main() -> int:
         adapter_cache_dir=work / "adapter-cache",
     )
     generator = create_generator(settings)
-    with InProcessServer(generator) as server, GeneratorClient(server.address) as client:
+    with serve_in_thread(registrations(generator)) as address, GeneratorClient(address) as client:
         client.load_adapter("tiny-lora", lora_dir.as_uri())
         first = [r.text for r in client.generate_all(PROMPTS[:8], preset="chat", seed=42, max_tokens=32)]
         again = [r.text for r in client.generate_all(PROMPTS[:8], preset="chat", seed=42, max_tokens=32)]
         checks["service_same_seed_identical"] = first == again
         scores = client.score(PAIRS)
-        checks["service_score_ok"] = all(s.status.code == 0 for s in scores)
+        checks["service_score_ok"] = all(s.error is None for s in scores)
         t0 = time.perf_counter()
         results = client.generate_all(PROMPTS, temperature=0.8, top_p=0.9, top_k=50, max_tokens=args.max_tokens, seed=0)
         dt = time.perf_counter() - t0

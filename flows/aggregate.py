@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from flows.results import METRICS, TASKS, ItemResult
+from flows.config import ReportConfig, parse_mix
+from flows.evals import TASKS
+from flows.results import ItemResult
 from services.common import languages
-from services.common.config import ReportConfig, parse_mix
 
 __all__ = [
     "Aggregate",
@@ -133,8 +134,8 @@ def _language_key(code: str) -> tuple[int, int]:
     return (lang.group.rank, languages.codes().index(lang.code))
 
 
-def _task_key(task: str, variant: str, metric: str) -> tuple[int, str, int]:
-    return (TASKS.index(task), variant, METRICS[task].index(metric))
+def _task_key(task: str, variant: str, metric: str) -> tuple:
+    return (TASKS.order_of(task), variant, TASKS.get(task).metric_names().index(metric))
 
 
 # --- the bootstrap -----------------------------------------------------------------------------------

@@ -30,9 +30,9 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 from flows.aggregate import SummaryRow, cell_slug, mix_sort_key  # noqa: E402
-from flows.results import METRIC_RANGES  # noqa: E402
+from flows.config import MixSpec, StudyConfig, parse_mix  # noqa: E402
+from flows.evals import METRICS, TASKS  # noqa: E402
 from services.common import languages  # noqa: E402
-from services.common.config import MixSpec, StudyConfig, parse_mix  # noqa: E402
 from services.common.store.base import write_file_atomically  # noqa: E402
 
 __all__ = [
@@ -48,17 +48,6 @@ __all__ = [
 
 PIPELINE_CHECK_NOTE = "pipeline check — tiny random model, not results"
 
-TASK_LABELS = {"chat": "Chat", "xquad": "XQuAD", "xcsqa": "X-CSQA", "xnli": "XNLI"}
-VARIANT_LABELS = {"en:xx": "en:xx (English instruction)", "xx:xx": "xx:xx (target-language instruction)"}
-METRIC_LABELS = {
-    "helpfulness": "Helpfulness (1–6)",
-    "lang_match": "Reply in the prompt's language",
-    "tgt_lang": "Reply in the target language",
-    "line_pass_rate": "Lines in the right language",
-    "em": "Exact match",
-    "f1": "F1",
-    "accuracy": "Accuracy",
-}
 GROUP_LABELS = {
     languages.ResourceGroup.ENGLISH: "English",
     languages.ResourceGroup.HIGH: "high resource",
@@ -150,10 +139,11 @@ def _hatch_colour(colour: object) -> str:
 
 
 def figure_title(base_model: str, task: str, variant: str, metric: str) -> str:
-    parts = [TASK_LABELS.get(task, task)]
+    spec = TASKS.get(task)
+    parts = [spec.label]
     if variant:
-        parts.append(VARIANT_LABELS.get(variant, variant))
-    parts.append(METRIC_LABELS.get(metric, metric))
+        parts.append(spec.variant_label(variant))
+    parts.append(METRICS.get(metric).label)
     return f"{base_model} · " + " · ".join(parts)
 
 
@@ -175,8 +165,8 @@ def bar_figure(
     present = {r.mix for r in rows}
     mixes = [m for m in (mixes or []) if m in present] + sorted(present - set(mixes or []), key=mix_sort_key)
     langs = languages.figure_order({r.language for r in rows})
-    metric = rows[0].metric if rows else "accuracy"
-    floor, ceiling = METRIC_RANGES.get(metric, (0.0, 1.0))
+    metric = METRICS.get(rows[0].metric if rows else "accuracy")
+    floor, ceiling = metric.range
     colours = _colours(mixes)
 
     n_mix = max(len(mixes), 1)
@@ -212,7 +202,7 @@ def bar_figure(
     ax.set_xticklabels([f"{code}\n{languages.get(code).name}" for code in langs], fontsize=8.5)
     ax.set_xlim(-0.6, len(langs) - 0.4)
     ax.set_ylim(floor, ceiling + 0.08 * (ceiling - floor))
-    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.set_ylabel(metric.label)
     ax.yaxis.grid(True, color="#e3e3e3", linewidth=0.8)
     ax.set_axisbelow(True)
     for side in ("top", "right"):
@@ -242,7 +232,7 @@ def bar_figure(
     )
     legend.legend_handles[-1].set_hatchcolor(_hatch_colour("#bdbdbd"))
 
-    heading = title or (figure_title(rows[0].base_model, rows[0].task, rows[0].variant, metric) if rows else "")
+    heading = title or (figure_title(rows[0].base_model, rows[0].task, rows[0].variant, metric.name) if rows else "")
     confidence = rows[0].confidence if rows else 0.95
     subtitle = f"bars: mean over items and seeds · whiskers: {confidence:.0%} bootstrap CI"
     if pipeline_check:

@@ -10,7 +10,7 @@ import os
 from contextlib import ExitStack
 from pathlib import Path
 
-from services.common.config import StudyConfig, config_hash, load_config
+from flows.config import StudyConfig, config_hash, load_config
 
 STATE_DIR = Path(".polyglot")
 
@@ -74,6 +74,7 @@ def run_study(
     log=print,
 ) -> dict[str, str]:
     """The whole study; returns the report paths. Services' logs go to `<state_dir>/logs/`."""
+    from services.common.catalog import SERVICES
     from services.common.local import LocalServices
 
     cfg = load_config(config_path, overrides)
@@ -85,10 +86,7 @@ def run_study(
         if start_services:
             logs = state_dir / "logs"
             logs.mkdir(exist_ok=True)
-            ports = {
-                name: int(getattr(cfg.services, name).rsplit(":", 1)[1])
-                for name in ("lid", "generator", "judge", "trainer")
-            }
+            ports = {name: int(getattr(cfg.services, name).rsplit(":", 1)[1]) for name in SERVICES}
             services = stack.enter_context(
                 LocalServices(list(ports), ports=ports, env=service_env(cfg, refs, state_dir), log_dir=logs)
             )

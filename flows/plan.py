@@ -2,16 +2,18 @@
 
 The grid follows the study's structure (§3 of the paper):
 - one LoRA training job per base model × mix;
-- one evaluation shard per trained model × task (× XQuAD mode) × language × seed; chat, XQuAD and
-  X-CSQA generate one reply per item, XNLI scores the log-likelihood of its 3 labels per item;
-- one judge call per chat reply (every item × seed × model);
+- one evaluation shard per trained model × task (× variant) × language × seed; generate tasks (chat,
+  XQuAD, X-CSQA) generate one reply per item, log-likelihood tasks (XNLI) score each of an item's
+  choices (its 3 labels) and run one seed;
+- one judge call per reply of a judge-graded task (chat: every item × seed × model);
 - translation requests where a chat language has no human translation of the prompts, and for the
   machine-translated (`-mt`) mixes' non-English rows (§5.1).
 
 Estimates are products of these counts with per-unit figures. The figures are assumptions, not
 measurements: they live in `Assumptions` with their reasons, are printed with every plan, and can be
-overridden (`plan_study(cfg, Assumptions(train_seconds_per_step=4.5))`). GPU time scales linearly with
-the model's parameter count from the 7B reference figures.
+overridden (`plan_study(cfg, Assumptions(train_seconds_per_step=4.5))`). The per-task figures default
+to each task's `planner` section (flows/evals/tasks/*.yaml). GPU time scales linearly with the model's
+parameter count from the 7B reference figures.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from flows.results import TASKS, VARIANTS
-from services.common.config import BaseModelConfig, StudyConfig
+from flows.config import BaseModelConfig, StudyConfig
+from flows.evals import TASKS
 
 __all__ = [
     "Assumptions",
@@ -41,7 +43,25 @@ __all__ = [
     "render_plan",
 ]
 
-XNLI_CHOICES = 3  # entailment, neutral, contradiction: one scoring request each
+
+
+def _per_task(figure: str, method: str | None = None) -> dict[str, int]:
+    """One planner figure of every registered task (of one method), from the tasks' YAML."""
+    specs = (TASKS.get(name) for name in TASKS.names())
+    return {s.name: getattr(s.planner, figure) for s in specs if method in (None, s.method)}
+
+
+def _per_item_set(figure: str) -> dict[str, Any]:
+    """`items_available` / `human_translations` keyed `task` or `task:item_set` (chat:alpaca_eval)."""
+    out: dict[str, Any] = {}
+    for name in TASKS.names():
+        spec = TASKS.get(name)
+        value = getattr(spec.planner, figure)
+        if isinstance(value, dict):
+            out.update({spec.item_set_key(item_set): v for item_set, v in value.items()})
+        elif value:
+            out[name] = value
+    return out
 
 
 class Assumptions(BaseModel):
@@ -65,14 +85,17 @@ class Assumptions(BaseModel):
         10000.0, gt=0, description="Prompt tokens/s (prefill and log-likelihood scoring) for a 7B model."
     )
     prompt_tokens: dict[str, int] = Field(
-        {"chat": 120, "xquad": 260, "xcsqa": 90, "xnli": 80},
+        default_factory=lambda: _per_task("prompt_tokens"),
         description="Mean prompt tokens per item (XQuAD carries a passage).",
     )
     output_tokens: dict[str, int] = Field(
-        {"chat": 350, "xquad": 12, "xcsqa": 4},
+        default_factory=lambda: _per_task("output_tokens", "generate"),
         description="Mean generated tokens per item, capped by the task's max_tokens.",
     )
-    xnli_continuation_tokens: int = Field(8, gt=0, description="Tokens of one scored XNLI continuation.")
+    continuation_tokens: dict[str, int] = Field(
+        default_factory=lambda: _per_task("continuation_tokens", "loglikelihood"),
+        description="Tokens of one scored continuation (log-likelihood tasks).",
+    )
     judge_input_tokens: int = Field(900, gt=0, description="Judge prompt: template + instruction + reply.")
     judge_output_tokens: int = Field(60, gt=0, description="Judge answer: a short rationale and the grade.")
     usd_per_1k_input_tokens: float = Field(
@@ -86,12 +109,12 @@ class Assumptions(BaseModel):
         600, gt=0, description="Tokens in (and out) per translated training conversation (MT mixes)."
     )
     items_available: dict[str, int] = Field(
-        {"chat:alpaca_eval": 805, "chat:oasst_prompts": 50, "xquad": 1190, "xcsqa": 1000, "xnli": 2490},
+        default_factory=lambda: _per_item_set("items_available"),
         description="Items per language in each evaluation set (what sample_size: null evaluates).",
     )
     human_translations: dict[str, list[str]] = Field(
-        {"alpaca_eval": ["en", "zh", "ru", "fr", "es"], "oasst_prompts": ["en", "es", "fr", "ru", "zh", "bg"]},
-        description="Languages each chat prompt set has without machine translation (AlpacaEval + OMGEval; "
+        default_factory=lambda: _per_item_set("human_translations"),
+        description="Languages each prompt set has without machine translation (chat: AlpacaEval + OMGEval; "
         "the human-translated OASST prompts).",
     )
     params_b: dict[str, float] = Field(
@@ -212,22 +235,6 @@ def estimate_params_b(model: BaseModelConfig, assumptions: Assumptions) -> tuple
     return assumptions.reference_params_b, "guess (set assumptions.params_b)"
 
 
-def _chat_items(task: Any, assumptions: Assumptions) -> dict[str, int]:
-    """Items per language per prompt set: the sample, or every prompt of the set."""
-    out = {}
-    for prompt_set in task.prompt_sets:
-        available = assumptions.items_available.get(f"chat:{prompt_set}", 0)
-        out[prompt_set] = min(task.sample_size, available) if task.sample_size else available
-    return out
-
-
-def _items(name: str, task: Any, assumptions: Assumptions) -> int:
-    if name == "chat":
-        return sum(_chat_items(task, assumptions).values())
-    available = assumptions.items_available.get(name, 0)
-    return min(task.sample_size, available) if task.sample_size else available
-
-
 def plan_study(cfg: StudyConfig, assumptions: Assumptions | None = None) -> Plan:
     """Count the study's grid and estimate its GPU time and API cost."""
     a = assumptions or Assumptions()
@@ -243,8 +250,7 @@ def plan_study(cfg: StudyConfig, assumptions: Assumptions | None = None) -> Plan
         judge=f"{cfg.judge.provider}/{cfg.judge.model}",
         judge_is_paid_api=judge_is_paid_api,
     )
-    tasks = cfg.evaluation.tasks.enabled()
-    seeds = len(cfg.seeds)
+    tasks = cfg.evaluation.tasks
     for model in cfg.base_models:
         params_b, source = estimate_params_b(model, a)
         scale = params_b / a.reference_params_b
@@ -255,16 +261,15 @@ def plan_study(cfg: StudyConfig, assumptions: Assumptions | None = None) -> Plan
             plan.training_jobs.append(TrainingJob(model.name, mix, steps, steps * batch, params_b,
                                                   steps * step_seconds / 3600))  # fmt: skip
         for name, task in tasks.items():
-            items = _items(name, task, a)
-            variants = list(getattr(task, "modes", None) or VARIANTS[name])
-            # XNLI is scored, not sampled: the study runs it once and it stands for every seed.
-            task_seeds = 1 if name == "xnli" else seeds
-            for variant in variants:
+            spec = TASKS.get(name)
+            items = sum(spec.items_per_set(task, a.items_available).values())
+            task_seeds = len(spec.run_seeds(cfg.seeds))
+            for variant in spec.variants_for(task):
                 units = len(mixes) * len(task.languages) * items * task_seeds
                 prompt_seconds = a.prompt_tokens.get(name, 0) / a.prefill_tokens_per_second
-                if name == "xnli":
-                    scored, generations = units * XNLI_CHOICES, 0
-                    tokens = a.prompt_tokens.get(name, 0) + a.xnli_continuation_tokens
+                if spec.method == "loglikelihood":
+                    scored, generations = units * spec.planner.requests_per_item, 0
+                    tokens = a.prompt_tokens.get(name, 0) + a.continuation_tokens.get(name, 0)
                     seconds = scored * tokens / a.prefill_tokens_per_second
                 else:
                     scored, generations = 0, units
@@ -282,30 +287,34 @@ def plan_study(cfg: StudyConfig, assumptions: Assumptions | None = None) -> Plan
                         shards=len(mixes) * len(task.languages) * task_seeds,
                         generations=generations,
                         scored_continuations=scored,
-                        judge_calls=units if name == "chat" else 0,
+                        judge_calls=units if spec.graded_by == "judge" else 0,
                         gpu_hours=seconds * scale / 3600,
                     )
                 )
-    plan.evaluations.sort(key=lambda e: (TASKS.index(e.task), e.base_model, e.variant))
+    plan.evaluations.sort(key=lambda e: (TASKS.order_of(e.task), e.base_model, e.variant))
     _translations(cfg, a, plan)
     if cfg.is_pipeline_check:
         plan.notes.append("pipeline check: a tiny random model on CPU; GPU-hours here are not meaningful")
     if not judge_is_paid_api:
         plan.notes.append(f"judge provider {cfg.judge.provider!r} runs locally: no API cost")
-    if "xnli" in tasks:
-        plan.notes.append("XNLI is scored (no sampling): one run per model and language stands for every seed")
+    for name in tasks:
+        if TASKS.get(name).method == "loglikelihood":
+            label = TASKS.get(name).label
+            plan.notes.append(f"{label} is scored (no sampling): one run per model and language stands for every seed")
     return plan
 
 
 def _translations(cfg: StudyConfig, a: Assumptions, plan: Plan) -> None:
     """Prompts with no human translation (once per study, shared by all models and seeds); MT mix rows."""
-    chat = cfg.evaluation.tasks.chat
-    if chat is not None:
-        for prompt_set, items in _chat_items(chat, a).items():
-            have = set(a.human_translations.get(prompt_set, []))
-            for language in chat.languages:
+    for name, task in cfg.evaluation.tasks.items():
+        spec = TASKS.get(name)
+        if not spec.planner.human_translations:  # the task has no machine-translated items
+            continue
+        for item_set, items in spec.items_per_set(task, a.items_available).items():
+            have = set(a.human_translations.get(spec.item_set_key(item_set), []))
+            for language in task.languages:
                 if language not in have:
-                    plan.translations.append(TranslationNeed(f"chat prompts ({prompt_set})", language, items,
+                    plan.translations.append(TranslationNeed(f"{name} prompts ({item_set})", language, items,
                                                              a.prompt_translation_tokens))  # fmt: skip
     order = cfg.data.mixes.order
     for spec in cfg.data.mixes.specs():

@@ -4,12 +4,8 @@ One record = one evaluation item of one model (base model × mix) on one task, v
 seed, with that item's metrics. The aggregation (`flows.aggregate`) needs nothing else: the paper's
 numbers are means over these records pooled across seeds, with bootstrap intervals over `item_id`.
 
-Metric names per task (the set a record may carry):
-- chat: `helpfulness` (1-6; the judge already forces a wrong-language reply to 1, §3.3),
-  `lang_match` (0/1: reply in the prompt's language), `tgt_lang` (0/1: reply in the target language),
-  `line_pass_rate` (0..1: share of the reply's lines in the right language; language confusion);
-- xquad: `em`, `f1` (0..1), per variant `en:xx` (English instruction) or `xx:xx`;
-- xcsqa: `accuracy` (0/1); xnli: `accuracy` (0/1).
+The task, its variants, the metrics a record may carry and their ranges come from the task registry
+(`flows/evals/tasks/*.yaml`, `flows/evals/metrics.yaml`).
 """
 
 from __future__ import annotations
@@ -19,18 +15,14 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
+from flows.evals import METRICS, TASKS
 from services.common import languages
 from services.common.errors import InvalidArgument
 from services.common.store.base import write_file_atomically
 
 __all__ = [
-    "METRICS",
-    "METRIC_RANGES",
-    "TASKS",
-    "VARIANTS",
     "ItemResult",
     "load_results",
     "read_jsonl",
@@ -39,35 +31,6 @@ __all__ = [
     "results_to_jsonl",
     "write_jsonl",
 ]
-
-Task = Literal["chat", "xquad", "xcsqa", "xnli"]
-TASKS: tuple[str, ...] = ("chat", "xquad", "xcsqa", "xnli")
-
-# The metrics each task reports, in the order tables and figures show them.
-METRICS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "chat": ("helpfulness", "lang_match", "tgt_lang", "line_pass_rate"),
-        "xquad": ("em", "f1"),
-        "xcsqa": ("accuracy",),
-        "xnli": ("accuracy",),
-    }
-)
-# Closed ranges: a value outside is a bug upstream, caught here rather than in a figure.
-METRIC_RANGES: Mapping[str, tuple[float, float]] = MappingProxyType(
-    {
-        "helpfulness": (1.0, 6.0),
-        "lang_match": (0.0, 1.0),
-        "tgt_lang": (0.0, 1.0),
-        "line_pass_rate": (0.0, 1.0),
-        "em": (0.0, 1.0),
-        "f1": (0.0, 1.0),
-        "accuracy": (0.0, 1.0),
-    }
-)
-# Only XQuAD has variants (the instruction language); every other task uses "".
-VARIANTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"chat": ("",), "xquad": ("en:xx", "xx:xx"), "xcsqa": ("",), "xnli": ("",)}
-)
 
 _FIELDS = ("study", "base_model", "mix", "task", "variant", "language", "seed", "item_id", "metrics")
 
@@ -79,7 +42,7 @@ class ItemResult:
     study: str
     base_model: str
     mix: str
-    task: Task
+    task: str
     variant: str
     language: str
     seed: int
@@ -91,17 +54,19 @@ class ItemResult:
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise InvalidArgument(f"must be a non-empty string, got {value!r}", field=name)
-        if self.task not in TASKS:
-            raise InvalidArgument(f"unknown task {self.task!r}; expected one of {', '.join(TASKS)}", field="task")
-        if self.variant not in VARIANTS[self.task]:
-            allowed = " or ".join(repr(v) for v in VARIANTS[self.task])
+        if not isinstance(self.task, str) or self.task not in TASKS:
+            known = ", ".join(TASKS.names())
+            raise InvalidArgument(f"unknown task {self.task!r}; expected one of {known}", field="task")
+        task = TASKS.get(self.task)
+        if self.variant not in task.variant_names():
+            allowed = " or ".join(repr(v) for v in task.variant_names())
             raise InvalidArgument(f"{self.task} variant must be {allowed}, got {self.variant!r}", field="variant")
         languages.get(self.language)  # raises InvalidArgument(field="language")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise InvalidArgument(f"must be a non-negative integer, got {self.seed!r}", field="seed")
         if not self.metrics:
             raise InvalidArgument("a result needs at least one metric", field="metrics")
-        allowed = METRICS[self.task]
+        allowed = task.metric_names()
         clean: dict[str, float] = {}
         for name, value in self.metrics.items():
             if name not in allowed:
@@ -109,7 +74,7 @@ class ItemResult:
                     f"{self.task} has no metric {name!r}; expected {', '.join(allowed)}", field=f"metrics.{name}"
                 )
             number = float(value)
-            low, high = METRIC_RANGES[name]
+            low, high = METRICS.get(name).range
             if not (math.isfinite(number) and low <= number <= high):
                 raise InvalidArgument(f"must be in [{low:g}, {high:g}], got {value!r}", field=f"metrics.{name}")
             clean[name] = number

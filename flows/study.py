@@ -12,7 +12,6 @@ are retried with back-off; INVALID_ARGUMENT and other caller errors fail at once
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,15 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import steps
+from flows import keys, steps
+from flows.clients import Clients
+from flows.config import StudyConfig, load_config
 from flows.data.build import Built, build_eval_sets, build_mixes
 from flows.data.labelling import service_labeller
 from flows.data.translation import judge_translator
 from flows.evals import TASKS
-from services.common.config import StudyConfig, load_config
-from services.common.errors import DeadlineExceeded, Unavailable
+from services.common.errors import TRANSIENT
 from services.common.store import ArtifactStore, open_store
-
-TRANSIENT = (Unavailable, DeadlineExceeded)
 
 
 def _transient_only(task_, task_run, state) -> bool:
@@ -38,30 +36,6 @@ def _transient_only(task_, task_run, state) -> bool:
 
 
 RETRY = dict(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_transient_only, cache_policy=NO_CACHE)
-
-
-@dataclass
-class Clients:
-    """The four typed clients, made from the study's `services` addresses."""
-
-    lid: Any
-    generator: Any
-    judge: Any
-    trainer: Any
-
-    @classmethod
-    def connect(cls, cfg: StudyConfig) -> Clients:
-        from services.generator.client import GeneratorClient
-        from services.judge.client import JudgeClient
-        from services.lid.client import LidClient
-        from services.trainer.client import TrainerClient
-
-        s = cfg.services
-        return cls(LidClient(s.lid), GeneratorClient(s.generator), JudgeClient(s.judge), TrainerClient(s.trainer))
-
-    def close(self) -> None:
-        for client in (self.lid, self.generator, self.judge, self.trainer):
-            client.close()
 
 
 # -- tasks --------------------------------------------------------------------------------------------------
@@ -116,11 +90,10 @@ def plan_shards(cfg: StudyConfig, models: list[steps.TunedModel], evalsets: list
     by_task_language = {(b.manifest.task, b.manifest.language): b for b in evalsets}
     shards = []
     for model in models:
-        for task_name, task_cfg in cfg.evaluation.tasks.enabled().items():
+        for task_name, task_cfg in cfg.evaluation.tasks.items():
+            seeds = TASKS.get(task_name).run_seeds(cfg.seeds)
             for language in task_cfg.languages:
                 evalset = by_task_language[(task_name, language)]
-                # Log-likelihood scoring (XNLI) does not sample: one seed's shard is every seed's result.
-                seeds = cfg.seeds[:1] if TASKS.get(task_name).method == "loglikelihood" else cfg.seeds
                 shards += [steps.Shard(model, task_name, language, seed, evalset) for seed in seeds]
     return shards
 
@@ -148,7 +121,7 @@ def aggregate_results(cfg: StudyConfig, store: ArtifactStore, shard_keys: list[s
     """Means, bootstrap CIs and paired tests over every shard; stored under a key of its inputs."""
     from flows.aggregate import Aggregate, aggregate
 
-    key = f"aggregates/{cfg.name}/{steps.digest([sorted(shard_keys), cfg.report.model_dump(mode='json')])}.json"
+    key = keys.aggregate_key(cfg, shard_keys)
     if store.exists(key):
         return Aggregate.from_json(store.get_json(key)), key
     records = [r for key_ in shard_keys for r in steps.read_shard(store, key_)]
@@ -171,19 +144,19 @@ def report(
     from flows.figures import render_figures
     from flows.report import render_report
 
-    identity = [aggregate_key, cfg.model_dump(mode="json"), [m.key for m in models], [b.key for b in mixes]]
-    prefix = f"reports/{cfg.name}/{steps.digest([steps.STEP_VERSION, identity])}"
+    prefix = keys.report_prefix(cfg, aggregate_key, [m.key for m in models], [b.key for b in mixes])
     names = {"html": "report.html", "md": "report.md"}
-    if not store.exists(f"{prefix}/aggregate.json"):
+    if not store.exists(f"{prefix}/{keys.REPORT_DONE}"):
         figures = render_figures(cfg, aggregated.rows, out_dir / "figures")
         manifests = {b.manifest.name: b.manifest.model_dump(mode="json") for b in mixes}
         cards = {f"{m.base_model}/{m.mix}": _card(store, m) for m in models}
         render_report(cfg, aggregated.rows, aggregated.tests, figures, manifests, cards, out_dir)
-        (out_dir / "aggregate.json").unlink(missing_ok=True)
+        done = out_dir / keys.REPORT_DONE
+        done.unlink(missing_ok=True)
         store.put_dir(prefix, out_dir)
-        # aggregate.json goes last: its presence in the store marks the report complete.
-        (out_dir / "aggregate.json").write_text(json.dumps(aggregated.to_json(), indent=1, sort_keys=True))
-        store.put_file(f"{prefix}/aggregate.json", out_dir / "aggregate.json")
+        # The aggregate goes last: its presence in the store marks the report complete.
+        done.write_text(json.dumps(aggregated.to_json(), indent=1, sort_keys=True))
+        store.put_file(f"{prefix}/{keys.REPORT_DONE}", done)
     else:
         store.get_dir(prefix, out_dir)
     paths = {kind: out_dir / name for kind, name in names.items() if (out_dir / name).exists()}

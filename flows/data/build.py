@@ -1,10 +1,9 @@
 """Build the study's datasets into the artifact store: labelled conversations, tuning mixes, eval sets.
 
-Keys follow ARCHITECTURE.md ("Identity, caching and resume"): each artifact lives under
-`<kind>/<name>/<hash>/`, the hash taken over everything that determines its content (the source's
-content hash, the LID model, the recipe values the mix depends on, the translation model, the builder's
-format version). A manifest written after the data marks it complete, so a second build finds every
-manifest and does nothing; a changed input changes only the keys that depend on it.
+Keys and the identities behind them come from `flows.keys` (docs/artifact-keys.md): each artifact lives
+under `<kind>/<name>/<hash>/`, the hash taken over everything that determines its content. A manifest
+written after the data marks it complete, so a second build finds every manifest and does nothing; a
+changed input changes only the keys that depend on it.
 
     datasets/labelled/<h>/rows.jsonl         every conversation with its top LID label and confidence
     datasets/<mix>/<h>/data.jsonl            a tuning mix: {"text", "lang", "id", "lid_prob", "origin"}
@@ -19,24 +18,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from flows import keys
+from flows.config import DataConfig, EvaluationConfig, MixSpec, StudyConfig
 from flows.data.labelling import LabelledConversation, Labeller, label_conversations, language_counts
 from flows.data.manifest import MANIFEST, DatasetManifest
 from flows.data.mixes import MixPlanner, mix_rows
 from flows.data.sources import ConversationSet, load_conversations
 from flows.data.translation import Translator, translate_conversations
 from flows.evals import TASKS, EvalItem, dumps_items, loads_items
-from services.common.config import DataConfig, EvaluationConfig, MixSpec, StudyConfig, config_hash
 from services.common.errors import FailedPrecondition
 from services.common.store import ArtifactStore
-
-# Bump when the bytes built from equal inputs change, so old artifacts are not reused for new code.
-DATA_VERSION = 1
-EVAL_VERSION = 1
-HASH_CHARS = 16  # 64 bits of SHA-256 in a key: plenty for a study's artifacts, short enough to read
-# Config fields of a task that say where its files are: the files' content hashes stand in for them.
-_PATH_FIELDS = {"data_dir", "alpaca_eval", "alpaca_eval_translations", "oasst_prompts"}
-# Config fields that do not change a task's items (decoding, which languages exist beside this one).
-_NOT_ITEMS = {"languages", "sampling"}
 
 
 class Reporter(Protocol):
@@ -85,11 +76,6 @@ def jsonl_bytes(records: Iterable[Mapping[str, Any]]) -> bytes:
     return "".join(line + "\n" for line in lines).encode("utf-8")
 
 
-def _key(prefix: str, identity: Mapping[str, Any]) -> tuple[str, str]:
-    digest = config_hash(identity)
-    return f"{prefix}/{digest[:HASH_CHARS]}", digest
-
-
 def _existing(store: ArtifactStore, key: str) -> DatasetManifest | None:
     manifest_key = f"{key}/{MANIFEST}"
     if not store.exists(manifest_key):
@@ -108,11 +94,6 @@ def _write(store: ArtifactStore, data: bytes, **fields: Any) -> Built:
 
 def _found(store: ArtifactStore, manifest: DatasetManifest) -> Built:
     return Built(manifest, store.uri(f"{manifest.key}/{manifest.data}"), False)
-
-
-def mix_slug(name: str) -> str:
-    """A mix name as a key segment (`leave-one-out:de` → `leave-one-out-de`)."""
-    return name.replace(":", "-")
 
 
 class MixBuilder:
@@ -138,40 +119,20 @@ class MixBuilder:
     # -- identities -------------------------------------------------------------------------------
 
     def labelled_identity(self) -> dict[str, Any]:
-        return {
-            "kind": "labelled",
-            "version": DATA_VERSION,
-            "source_sha256": self.conversations.sha256,
-            "lid_model": self.labeller.model,
-        }
+        return keys.labelled_identity(self.conversations.sha256, self.labeller.model)
 
     def mix_identity(self, spec: MixSpec) -> dict[str, Any]:
-        """Only what the mix depends on: Mono does not change when K or the order does."""
-        identity: dict[str, Any] = {
-            "kind": "mix",
-            "version": DATA_VERSION,
-            "labelled": config_hash(self.labelled_identity()),
-            "lid_threshold": self.data.lid_threshold,
-            "mix": spec.name,
-            "seed": self.recipe.seed,
-        }
-        if spec.kind in ("mono", "multi"):
-            identity["n"] = self.recipe.n
-        if spec.kind == "multi":
-            identity["k"] = self.recipe.k
-            identity["languages"] = list(spec.non_english(self.recipe.order))
-        if spec.machine_translated:
-            identity["translator"] = self.translator.model if self.translator else None
-        return identity
+        translator = self.translator.model if self.translator else None
+        return keys.mix_identity(self.data, spec, self.labelled_identity(), translator)
 
     def mix_key(self, spec: MixSpec) -> str:
-        return _key(f"datasets/{mix_slug(spec.name)}", self.mix_identity(spec))[0]
+        return keys.mix_key(spec, self.mix_identity(spec))[0]
 
     # -- building ---------------------------------------------------------------------------------
 
     def labelled(self) -> list[LabelledConversation]:
         """The labelled source from the store, or labelled now (through the labeller) and stored."""
-        key, digest = _key("datasets/labelled", self.labelled_identity())
+        key, digest = keys.labelled_key(self.labelled_identity())
         name = "label conversations"
         if (manifest := _existing(self.store, key)) is not None:
             self.reporter.end(name, "skipped")
@@ -194,7 +155,7 @@ class MixBuilder:
             rows=len(rows),
             counts=language_counts(rows),
             inputs_sha256=digest,
-            version=DATA_VERSION,
+            version=keys.DATA_VERSION,
             source=self.conversations.source,
             source_sha256=self.conversations.sha256,
             incomplete=self.conversations.incomplete,
@@ -230,7 +191,7 @@ class MixBuilder:
             translations[lang] = translate_conversations([r.text for r in sources], self.translator, lang)
             self.reporter.advance(spec.name, len(sources))
         rows = mix_rows(plan, self.recipe.seed, translations)
-        key, digest = _key(f"datasets/{mix_slug(spec.name)}", self.mix_identity(spec))
+        key, digest = keys.mix_key(spec, self.mix_identity(spec))
         recipe = {k: v for k, v in self.mix_identity(spec).items() if k in ("n", "k", "languages")}
         built = _write(
             self.store,
@@ -243,7 +204,7 @@ class MixBuilder:
             counts=dict(sorted(Counter(r.lang for r in rows).items(), key=lambda kv: (-kv[1], kv[0]))),
             counts_by_origin=dict(sorted(Counter(r.origin for r in rows).items())),
             inputs_sha256=digest,
-            version=DATA_VERSION,
+            version=keys.DATA_VERSION,
             seed=self.recipe.seed,
             recipe=recipe,
             source=self.conversations.source,
@@ -273,25 +234,15 @@ class EvalSetBuilder:
         self.reporter = reporter or NullReporter()
 
     def identity(self, task_name: str, language: str) -> dict[str, Any]:
-        config = self.evaluation.tasks.enabled()[task_name]
-        task = TASKS.get(task_name)
-        settings = config.model_dump(mode="json", exclude=_PATH_FIELDS | _NOT_ITEMS)
-        return {
-            "kind": "evalset",
-            "version": EVAL_VERSION,
-            "task": task_name,
-            "language": language,
-            "settings": settings,
-            "seed": self.evaluation.sample_seed,
-            "inputs": task.inputs(config, language, self.translator.model if self.translator else ""),
-        }
+        translator = self.translator.model if self.translator else ""
+        return keys.eval_set_identity(self.evaluation, task_name, language, translator)
 
     def key(self, task_name: str, language: str) -> tuple[str, str]:
-        return _key(f"evalsets/{task_name}/{language}", self.identity(task_name, language))
+        return keys.eval_set_key(task_name, language, self.identity(task_name, language))
 
     def build(self) -> list[Built]:
         results = []
-        for task_name, config in self.evaluation.tasks.enabled().items():
+        for task_name, config in self.evaluation.tasks.items():
             for language in config.languages:
                 results.append(self._build_one(task_name, config, language))
         return results
@@ -299,7 +250,7 @@ class EvalSetBuilder:
     def _build_one(self, task_name: str, config: Any, language: str) -> Built:
         name = f"{task_name}/{language}"
         identity = self.identity(task_name, language)
-        key, digest = _key(f"evalsets/{task_name}/{language}", identity)
+        key, digest = keys.eval_set_key(task_name, language, identity)
         if (manifest := _existing(self.store, key)) is not None:
             self.reporter.end(name, "skipped")
             return _found(self.store, manifest)
@@ -318,7 +269,7 @@ class EvalSetBuilder:
             rows=len(items),
             counts={language: len(items)},
             inputs_sha256=digest,
-            version=EVAL_VERSION,
+            version=keys.EVAL_VERSION,
             seed=self.evaluation.sample_seed,
             translator=self.translator.model if translated and self.translator else "",
             task=task_name,

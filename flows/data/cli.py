@@ -73,10 +73,10 @@ def build(
     ] = None,
 ):
     """Build the study's mixes and eval sets into the store; a second run does nothing."""
+    from flows.config import load_config
     from flows.data.build import EvalSetBuilder, MixBuilder
     from flows.data.labelling import service_labeller
     from flows.data.translation import judge_translator
-    from services.common.config import load_config
     from services.common.store import open_store
     from services.judge.client import JudgeClient
     from services.lid.client import LidClient

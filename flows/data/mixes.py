@@ -22,8 +22,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from flows.config import MixRecipe, MixSpec, parse_mix
 from flows.data.labelling import LabelledConversation, confident
-from services.common.config import MixRecipe, MixSpec, parse_mix
 from services.common.errors import FailedPrecondition
 
 ENGLISH = "en"

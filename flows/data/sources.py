@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flows.config import ConversationSource
 from flows.data import guanaco
-from services.common.config import ConversationSource
 from services.common.config.types import looks_like_path
 from services.common.errors import InvalidArgument, NotFound
 

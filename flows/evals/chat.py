@@ -6,6 +6,8 @@ Prompt sets, each the same questions in every language:
 - `oasst_prompts`: the human-translated OpenAssistant prompts (`test_<lang>.jsonl`, aligned by id).
 A language a set has no human translation for is machine-translated from English through the judge
 service's Translate; the eval-set artifact that holds the result is the cache (its key names the model).
+
+The hook of `tasks/chat.yaml`: options, items, and the per-reply metrics of a judged reply.
 """
 
 from __future__ import annotations
@@ -13,17 +15,37 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from flows.data import guanaco
 from flows.evals import language_data
 from flows.evals.items import EvalItem
-from flows.evals.registry import EvalTask, file_sha256
+from flows.evals.registry import file_sha256
 from flows.evals.sampling import sample
-from services.common.config import ChatTask
+from flows.evals.spec import TaskOptions
+from services.common.config.types import LocalPath
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 
+NAME = "chat"
 ALPACA_EVAL_HUB = ("tatsu-lab/alpaca_eval", "alpaca_eval.json")
+
+
+class Options(TaskOptions):
+    prompt_sets: list[Literal["alpaca_eval", "oasst_prompts"]] = Field(
+        ["alpaca_eval"],
+        min_length=1,
+        description="alpaca_eval: AlpacaEval instructions and their translations; oasst_prompts: the "
+        "human-translated OpenAssistant prompts. Missing languages are machine-translated via the judge.",
+    )
+    alpaca_eval: LocalPath | None = Field(
+        None, description="AlpacaEval JSON (`instruction` field); null = the hub copy."
+    )
+    alpaca_eval_translations: LocalPath | None = Field(
+        None, description="Directory of OMGEval_<Language>.txt translations (zh ru fr es)."
+    )
+    oasst_prompts: LocalPath | None = Field(None, description="Directory of test_<lang>.jsonl prompt files.")
 
 
 @dataclass
@@ -37,7 +59,7 @@ class _SetPlan:
     human: dict[str, str] | None = None  # id -> human prompt in the target language; None = translate
 
 
-def _alpaca_eval_english(config: ChatTask) -> tuple[list[str], Path | None]:
+def _alpaca_eval_english(config: Options) -> tuple[list[str], Path | None]:
     if config.alpaca_eval is not None:
         path = Path(config.alpaca_eval)
     else:  # the hub copy; needs the hub or the local HF cache
@@ -50,9 +72,9 @@ def _alpaca_eval_english(config: ChatTask) -> tuple[list[str], Path | None]:
     return [record["instruction"] for record in records], path
 
 
-def _plan_alpaca_eval(config: ChatTask, language: str) -> _SetPlan:
+def _plan_alpaca_eval(config: Options, language: str) -> _SetPlan:
     english, path = _alpaca_eval_english(config)
-    data = language_data.table("chat")["alpaca_eval"]
+    data = language_data.table(NAME)["alpaca_eval"]
     missing = set(data["missing_in_translations"])
     indices = [i for i in range(len(english)) if i not in missing]
     ids = [f"alpaca_eval/{i:03d}" for i in indices]
@@ -87,7 +109,7 @@ def _read_prompts(path: Path) -> dict[str, str]:
     return prompts
 
 
-def _plan_oasst_prompts(config: ChatTask, language: str) -> _SetPlan:
+def _plan_oasst_prompts(config: Options, language: str) -> _SetPlan:
     if config.oasst_prompts is None:
         raise InvalidArgument("the oasst_prompts set needs its directory", field="evaluation.tasks.chat.oasst_prompts")
     directory = Path(config.oasst_prompts)
@@ -95,7 +117,7 @@ def _plan_oasst_prompts(config: ChatTask, language: str) -> _SetPlan:
     if not english_file.is_file():
         raise NotFound(f"{english_file} does not exist", field="evaluation.tasks.chat.oasst_prompts")
     english = _read_prompts(english_file)
-    human_languages = language_data.table("chat")["oasst_prompts"]["languages"]
+    human_languages = language_data.table(NAME)["oasst_prompts"]["languages"]
     # Only ids every human translation has, so each language is asked the same questions.
     common = set(english)
     for lang in human_languages:
@@ -115,53 +137,64 @@ def _plan_oasst_prompts(config: ChatTask, language: str) -> _SetPlan:
 _PLANNERS = {"alpaca_eval": _plan_alpaca_eval, "oasst_prompts": _plan_oasst_prompts}
 
 
-class Chat(EvalTask):
-    name = "chat"
-    method = "generate"
-    graded_by = "judge"
+def plans(config: Options, language: str) -> list[_SetPlan]:
+    return [_PLANNERS[name](config, language) for name in config.prompt_sets]
 
-    def plans(self, config: ChatTask, language: str) -> list[_SetPlan]:
-        return [_PLANNERS[name](config, language) for name in config.prompt_sets]
 
-    def needs_translation(self, config: ChatTask, language: str) -> bool:
-        return any(plan.human is None for plan in self.plans(config, language))
+def needs_translation(config: Options, language: str) -> bool:
+    return any(plan.human is None for plan in plans(config, language))
 
-    def inputs(self, config: ChatTask, language: str, translator_model: str = "") -> dict[str, str]:
-        identity: dict[str, str] = {}
-        for plan in self.plans(config, language):
-            for lang, path in sorted(plan.files.items()):
-                identity[f"{plan.name}:{lang}"] = file_sha256(path)
-            if plan.human is None:
-                identity[f"{plan.name}:translator"] = translator_model or "(none)"
-        identity["chat.yaml"] = json.dumps(language_data.table("chat"), sort_keys=True, ensure_ascii=False)
-        return identity
 
-    def build_items(self, config: ChatTask, language: str, *, seed: int, translator: Any = None) -> list[EvalItem]:
-        items = []
-        for plan in self.plans(config, language):
-            chosen = sample(plan.ids, config.sample_size, seed, f"{self.name}/{plan.name}")
-            if plan.human is not None:
-                texts, source = [plan.human[i] for i in chosen], "human"
-            elif translator is None:
-                raise FailedPrecondition(
-                    f"chat prompts in {language!r} ({plan.name}) have no human translation here and need the "
-                    "judge service's Translate; start the judge or drop the language",
-                    field="evaluation.tasks.chat.languages",
-                )
-            else:
-                texts, source = translator([plan.english[i] for i in chosen], "en", language), "mt"
-            items.extend(
-                EvalItem(
-                    id=item_id,
-                    task=self.name,
-                    language=language,
-                    prompt=guanaco.prompt(text),
-                    instruction=text.strip(),
-                    source=f"{plan.name}:{source}",
-                )
-                for item_id, text in zip(chosen, texts, strict=True)
+def inputs(config: Options, language: str, translator_model: str = "") -> dict[str, str]:
+    identity: dict[str, str] = {}
+    for plan in plans(config, language):
+        for lang, path in sorted(plan.files.items()):
+            identity[f"{plan.name}:{lang}"] = file_sha256(path)
+        if plan.human is None:
+            identity[f"{plan.name}:translator"] = translator_model or "(none)"
+    identity["chat.yaml"] = json.dumps(language_data.table(NAME), sort_keys=True, ensure_ascii=False)
+    return identity
+
+
+def build_items(config: Options, language: str, *, seed: int, translator: Any = None) -> list[EvalItem]:
+    items = []
+    for plan in plans(config, language):
+        chosen = sample(plan.ids, config.sample_size, seed, f"{NAME}/{plan.name}")
+        if plan.human is not None:
+            texts, source = [plan.human[i] for i in chosen], "human"
+        elif translator is None:
+            raise FailedPrecondition(
+                f"chat prompts in {language!r} ({plan.name}) have no human translation here and need the "
+                "judge service's Translate; start the judge or drop the language",
+                field="evaluation.tasks.chat.languages",
             )
-        return items
+        else:
+            texts, source = translator([plan.english[i] for i in chosen], "en", language), "mt"
+        items.extend(
+            EvalItem(
+                id=item_id,
+                task=NAME,
+                language=language,
+                prompt=guanaco.prompt(text),
+                instruction=text.strip(),
+                source=f"{plan.name}:{source}",
+            )
+            for item_id, text in zip(chosen, texts, strict=True)
+        )
+    return items
 
 
-TASK = Chat()
+def judged_metrics(record: Any, prompt_id: Any, reply_id: Any, target: str, check: Any) -> dict[str, float]:
+    """The paper's chat metrics for one reply (§3.3, §4): helpfulness (when the judge could grade it),
+    lang_match and tgt_lang from lid, and the line-level pass rate (language confusion)."""
+    from services.lid.metrics import agreement
+
+    agree = agreement(prompt_id, reply_id, target)
+    metrics = {
+        "lang_match": float(agree.lang_match),
+        "tgt_lang": float(bool(agree.tgt_lang)),
+        "line_pass_rate": float(check.line_pass_rate),
+    }
+    if 1 <= record.score <= 6:  # UNPARSABLE / ERROR records carry 0: kept out of the mean, never guessed
+        metrics["helpfulness"] = float(record.score)
+    return metrics

@@ -3,6 +3,8 @@
 Reads the published jsonl format, one file per language:
 `{"id", "lang", "question": {"stem", "choices": [{"label", "text"}]}, "answerKey"}`, found as
 `<data_dir>/<lang>/dev.jsonl` (the release layout) or `<data_dir>/<lang>.jsonl`.
+
+The hook of `tasks/xcsqa.yaml`: its options, items and scoring.
 """
 
 from __future__ import annotations
@@ -12,16 +14,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from flows.data import guanaco
 from flows.evals import language_data
 from flows.evals.items import EvalItem
-from flows.evals.registry import EvalTask, file_sha256
+from flows.evals.registry import file_sha256
 from flows.evals.sampling import sample
 from flows.evals.scoring import LETTERS, extract_letter
-from services.common.config import XcsqaTask
+from flows.evals.spec import TaskOptions
+from services.common.config.types import LocalPath
 from services.common.errors import InvalidArgument, NotFound
 
+NAME = "xcsqa"
 FIELD = "evaluation.tasks.xcsqa.data_dir"
+
+
+class Options(TaskOptions):
+    data_dir: LocalPath | None = Field(
+        None, description="Directory of per-language jsonl files in the published X-CSQA format."
+    )
 
 
 @dataclass(frozen=True)
@@ -69,53 +81,45 @@ def read_jsonl(path: Path) -> list[XcsqaQuestion]:
 
 
 def build_prompt(question: XcsqaQuestion, language: str) -> tuple[str, str]:
-    data = language_data.entry("xcsqa", language)
+    data = language_data.entry(NAME, language)
     options = "\n".join(f"{label}. {text}" for label, text in zip(question.labels, question.options, strict=True))
     return guanaco.prompt(
         data["template"].format(question=question.stem.strip(), options=options)
     ), f" {data['prefix']}"
 
 
-class Xcsqa(EvalTask):
-    name = "xcsqa"
-    method = "generate"
+def inputs(config: Options, language: str, translator_model: str = "") -> dict[str, str]:
+    return {
+        "data": file_sha256(data_file(config.data_dir, language)),
+        "template": json.dumps(language_data.entry(NAME, language), sort_keys=True, ensure_ascii=False),
+    }
 
-    def inputs(self, config: XcsqaTask, language: str, translator_model: str = "") -> dict[str, str]:
-        return {
-            "data": file_sha256(data_file(config.data_dir, language)),
-            "template": json.dumps(language_data.entry("xcsqa", language), sort_keys=True, ensure_ascii=False),
-        }
 
-    def build_items(self, config: XcsqaTask, language: str, *, seed: int, translator: Any = None) -> list[EvalItem]:
-        questions = {q.id: q for q in read_jsonl(data_file(config.data_dir, language))}
-        chosen = sample(list(questions), config.sample_size, seed, self.name)
-        items = []
-        for qid in chosen:
-            question = questions[qid]
-            prompt, prefix = build_prompt(question, language)
-            items.append(
-                EvalItem(
-                    id=qid,
-                    task=self.name,
-                    language=language,
-                    prompt=prompt,
-                    response_prefix=prefix,
-                    question=question.stem,
-                    choices=list(question.options),
-                    answers=[question.answer],
-                    label=question.labels.index(question.answer),
-                    source="human",
-                )
+def build_items(config: Options, language: str, *, seed: int, translator: Any = None) -> list[EvalItem]:
+    questions = {q.id: q for q in read_jsonl(data_file(config.data_dir, language))}
+    chosen = sample(list(questions), config.sample_size, seed, NAME)
+    items = []
+    for qid in chosen:
+        question = questions[qid]
+        prompt, prefix = build_prompt(question, language)
+        items.append(
+            EvalItem(
+                id=qid,
+                task=NAME,
+                language=language,
+                prompt=prompt,
+                response_prefix=prefix,
+                question=question.stem,
+                choices=list(question.options),
+                answers=[question.answer],
+                label=question.labels.index(question.answer),
+                source="human",
             )
-        return items
-
-    def score(self, item: EvalItem, output: str) -> dict[str, float]:
-        letter = extract_letter(output, item.choices, LETTERS[: len(item.choices)])
-        # No extractable letter counts as wrong, as any answer that is not the gold letter.
-        return {"accuracy": float(letter == item.answers[0])}
-
-    def metric_names(self) -> tuple[str, ...]:
-        return ("accuracy",)
+        )
+    return items
 
 
-TASK = Xcsqa()
+def score(item: EvalItem, output: str) -> dict[str, float]:
+    letter = extract_letter(output, item.choices, LETTERS[: len(item.choices)])
+    # No extractable letter counts as wrong, as any answer that is not the gold letter.
+    return {"accuracy": float(letter == item.answers[0])}

@@ -4,6 +4,8 @@ Each item has no prompt and three continuations, one per label (entailment, neut
 `premise, <right>? <Yes|Also|No>, hypothesis` in the item's language (words in templates/xnli.yaml),
 each with lm-eval's target delimiter " " in front, exactly the requests `lm_eval --tasks xnli_<lang>`
 sends. The prediction is the most likely continuation.
+
+The hook of `tasks/xnli.yaml`: its options, items and scoring.
 """
 
 from __future__ import annotations
@@ -12,17 +14,27 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from flows.evals import language_data
 from flows.evals.items import EvalItem
-from flows.evals.registry import EvalTask, file_sha256
+from flows.evals.registry import file_sha256
 from flows.evals.sampling import sample
 from flows.evals.scoring import argmax_choice
-from services.common.config import XnliTask
+from flows.evals.spec import TaskOptions
+from services.common.config.types import LocalPath
 from services.common.errors import InvalidArgument, NotFound
 
+NAME = "xnli"
 HUB_ID = "facebook/xnli"
 LABELS = ("entailment", "neutral", "contradiction")
 TARGET_DELIMITER = " "  # lm-eval's default, put before every multiple-choice continuation
+
+
+class Options(TaskOptions):
+    data_dir: LocalPath | None = Field(
+        None, description="Directory of xnli_dev-<lang>.tsv (premise, hypothesis, label); null = the hub copy."
+    )
 
 
 def data_file(data_dir: Path, language: str) -> Path:
@@ -56,51 +68,43 @@ def read_hub(language: str) -> list[tuple[str, str, int]]:
 
 def continuations(premise: str, hypothesis: str, language: str) -> list[str]:
     """The three scored continuations, as lm-eval's `doc_to_choice` plus its target delimiter."""
-    words = language_data.entry("xnli", language)
+    words = language_data.entry(NAME, language)
     question = words["question_word"]
     return [f"{TARGET_DELIMITER}{premise}, {question}? {words[label]}, {hypothesis}" for label in LABELS]
 
 
-class Xnli(EvalTask):
-    name = "xnli"
-    method = "loglikelihood"
+def inputs(config: Options, language: str, translator_model: str = "") -> dict[str, str]:
+    data = file_sha256(data_file(config.data_dir, language)) if config.data_dir else f"hub:{HUB_ID}"
+    return {
+        "data": data,
+        "words": json.dumps(language_data.entry(NAME, language), sort_keys=True, ensure_ascii=False),
+    }
 
-    def inputs(self, config: XnliTask, language: str, translator_model: str = "") -> dict[str, str]:
-        data = file_sha256(data_file(config.data_dir, language)) if config.data_dir else f"hub:{HUB_ID}"
-        return {
-            "data": data,
-            "words": json.dumps(language_data.entry("xnli", language), sort_keys=True, ensure_ascii=False),
-        }
 
-    def build_items(self, config: XnliTask, language: str, *, seed: int, translator: Any = None) -> list[EvalItem]:
-        language_data.entry("xnli", language)  # fail early, naming the file, for a language without words
-        rows = read_tsv(data_file(config.data_dir, language)) if config.data_dir else read_hub(language)
-        ids = [f"{index:04d}" for index in range(len(rows))]  # XNLI is parallel: row i is the same pair
-        chosen = sample(ids, config.sample_size, seed, self.name)
-        items = []
-        for item_id in chosen:
-            premise, hypothesis, label = rows[int(item_id)]
-            items.append(
-                EvalItem(
-                    id=item_id,
-                    task=self.name,
-                    language=language,
-                    prompt="",
-                    choices=continuations(premise, hypothesis, language),
-                    answers=[LABELS[label]],
-                    label=label,
-                    source="human",
-                )
+def build_items(config: Options, language: str, *, seed: int, translator: Any = None) -> list[EvalItem]:
+    language_data.entry(NAME, language)  # fail early, naming the file, for a language without words
+    rows = read_tsv(data_file(config.data_dir, language)) if config.data_dir else read_hub(language)
+    ids = [f"{index:04d}" for index in range(len(rows))]  # XNLI is parallel: row i is the same pair
+    chosen = sample(ids, config.sample_size, seed, NAME)
+    items = []
+    for item_id in chosen:
+        premise, hypothesis, label = rows[int(item_id)]
+        items.append(
+            EvalItem(
+                id=item_id,
+                task=NAME,
+                language=language,
+                prompt="",
+                choices=continuations(premise, hypothesis, language),
+                answers=[LABELS[label]],
+                label=label,
+                source="human",
             )
-        return items
-
-    def score(self, item: EvalItem, output: list[float]) -> dict[str, float]:
-        if len(output) != len(item.choices):
-            raise ValueError(f"{item.id}: {len(output)} log-likelihoods for {len(item.choices)} choices")
-        return {"accuracy": float(argmax_choice(output) == item.label)}
-
-    def metric_names(self) -> tuple[str, ...]:
-        return ("accuracy",)
+        )
+    return items
 
 
-TASK = Xnli()
+def score(item: EvalItem, output: list[float]) -> dict[str, float]:
+    if len(output) != len(item.choices):
+        raise ValueError(f"{item.id}: {len(output)} log-likelihoods for {len(item.choices)} choices")
+    return {"accuracy": float(argmax_choice(output) == item.label)}

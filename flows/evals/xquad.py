@@ -3,6 +3,8 @@
 en:xx prompts wrap the target-language passage and question in the English template; xx:xx prompts use
 the target language's own. Both end with the target language's "Based on the passage, the answer to the
 question is", forced as the start of the reply, so the generated continuation is the answer.
+
+The hook of `tasks/xquad.yaml`: its options, items and scoring.
 """
 
 from __future__ import annotations
@@ -10,18 +12,32 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from flows.data import guanaco
 from flows.evals import language_data
 from flows.evals.items import EvalItem
-from flows.evals.registry import EvalTask, file_sha256
+from flows.evals.registry import file_sha256
 from flows.evals.sampling import sample
 from flows.evals.scoring import score_xquad
-from services.common.config import XquadTask
+from flows.evals.spec import TaskOptions
+from services.common.config.types import LocalPath
 from services.common.errors import NotFound
 
+NAME = "xquad"
 HUB_ID = "google/xquad"
+
+
+class Options(TaskOptions):
+    modes: list[Literal["en:xx", "xx:xx"]] = Field(
+        ["en:xx", "xx:xx"],
+        min_length=1,
+        description="en:xx = English instruction, target-language passage and question; xx:xx = all in the "
+        "target language.",
+    )
+    data_dir: LocalPath | None = Field(None, description="Directory of xquad.<lang>.json; null = the hub copy.")
 
 
 @dataclass(frozen=True)
@@ -70,60 +86,52 @@ def read_hub(language: str) -> list[XquadQuestion]:
     ]
 
 
-def load_questions(config: XquadTask, language: str) -> list[XquadQuestion]:
+def load_questions(config: Options, language: str) -> list[XquadQuestion]:
     return read_squad_json(data_file(config.data_dir, language)) if config.data_dir else read_hub(language)
 
 
 def build_prompt(question: XquadQuestion, language: str, mode: str) -> tuple[str, str]:
     """(Guanaco prompt, forced response prefix) for one question in one mode."""
-    template = language_data.entry("xquad", "en" if mode == "en:xx" else language)["template"]
-    prefix = language_data.entry("xquad", language)["prefix"]
+    template = language_data.entry(NAME, "en" if mode == "en:xx" else language)["template"]
+    prefix = language_data.entry(NAME, language)["prefix"]
     instruction = template.format(passage=question.context, question=question.question)
     # The generator appends the prefix to the prompt verbatim: the space after `### Assistant:` is ours.
     return guanaco.prompt(instruction), f" {prefix}"
 
 
-class Xquad(EvalTask):
-    name = "xquad"
-    method = "generate"
+def inputs(config: Options, language: str, translator_model: str = "") -> dict[str, str]:
+    data = file_sha256(data_file(config.data_dir, language)) if config.data_dir else f"hub:{HUB_ID}"
+    return {
+        "data": data,
+        "template_en": json.dumps(language_data.entry(NAME, "en"), sort_keys=True, ensure_ascii=False),
+        "template": json.dumps(language_data.entry(NAME, language), sort_keys=True, ensure_ascii=False),
+    }
 
-    def inputs(self, config: XquadTask, language: str, translator_model: str = "") -> dict[str, str]:
-        data = file_sha256(data_file(config.data_dir, language)) if config.data_dir else f"hub:{HUB_ID}"
-        return {
-            "data": data,
-            "template_en": json.dumps(language_data.entry("xquad", "en"), sort_keys=True, ensure_ascii=False),
-            "template": json.dumps(language_data.entry("xquad", language), sort_keys=True, ensure_ascii=False),
-        }
 
-    def build_items(self, config: XquadTask, language: str, *, seed: int, translator: Any = None) -> list[EvalItem]:
-        questions = {q.id: q for q in load_questions(config, language)}
-        chosen = sample(list(questions), config.sample_size, seed, self.name)
-        items = []
-        for mode in config.modes:
-            for qid in chosen:
-                question = questions[qid]
-                prompt, prefix = build_prompt(question, language, mode)
-                items.append(
-                    EvalItem(
-                        id=qid,
-                        task=self.name,
-                        language=language,
-                        mode=mode,
-                        prompt=prompt,
-                        response_prefix=prefix,
-                        question=question.question,
-                        answers=list(question.answers),
-                        source="human",
-                    )
+def build_items(config: Options, language: str, *, seed: int, translator: Any = None) -> list[EvalItem]:
+    questions = {q.id: q for q in load_questions(config, language)}
+    chosen = sample(list(questions), config.sample_size, seed, NAME)
+    items = []
+    for mode in config.modes:
+        for qid in chosen:
+            question = questions[qid]
+            prompt, prefix = build_prompt(question, language, mode)
+            items.append(
+                EvalItem(
+                    id=qid,
+                    task=NAME,
+                    language=language,
+                    mode=mode,
+                    prompt=prompt,
+                    response_prefix=prefix,
+                    question=question.question,
+                    answers=list(question.answers),
+                    source="human",
                 )
-        return items
-
-    def score(self, item: EvalItem, output: str) -> dict[str, float]:
-        result = score_xquad(output, item.answers, question=item.question, language=item.language)
-        return {"em": result.exact_match, "f1": result.f1}
-
-    def metric_names(self) -> tuple[str, ...]:
-        return ("em", "f1")
+            )
+    return items
 
 
-TASK = Xquad()
+def score(item: EvalItem, output: str) -> dict[str, float]:
+    result = score_xquad(output, item.answers, question=item.question, language=item.language)
+    return {"em": result.exact_match, "f1": result.f1}

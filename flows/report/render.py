@@ -23,19 +23,10 @@ import jinja2
 import yaml
 
 from flows.aggregate import PairedTest, SummaryRow, cell_slug, mix_sort_key
-from flows.figures import (
-    METRIC_LABELS,
-    PIPELINE_CHECK_NOTE,
-    TASK_LABELS,
-    VARIANT_LABELS,
-    FigureFile,
-    figure_title,
-    in_tuning_data,
-    mix_label,
-)
-from flows.results import METRICS, TASKS
+from flows.config import StudyConfig, config_hash
+from flows.evals import TASKS
+from flows.figures import PIPELINE_CHECK_NOTE, FigureFile, figure_title, in_tuning_data, mix_label
 from services.common import languages
-from services.common.config import StudyConfig, config_hash
 from services.common.store.base import write_file_atomically
 
 __all__ = ["REPORT_PACKAGES", "library_versions", "render_report"]
@@ -167,12 +158,12 @@ def _sections(
 
     def series_key(key: tuple[str, str, str, str]) -> tuple:
         base_model, task, variant, metric = key
-        return (TASKS.index(task), base_model, variant, METRICS[task].index(metric))
+        return (TASKS.order_of(task), base_model, variant, TASKS.get(task).metric_names().index(metric))
 
     sections: dict[str, Section] = {}
     for key in sorted(by_series.keys() | tests_by_series.keys(), key=series_key):
         base_model, task, variant, metric = key
-        section = sections.setdefault(task, Section(id=f"task-{task}", title=TASK_LABELS.get(task, task)))
+        section = sections.setdefault(task, Section(id=f"task-{task}", title=TASKS.get(task).label))
         series_rows = by_series.get(key, [])
         title = figure_title(base_model, task, variant, metric)
         slug = cell_slug(base_model, task, variant, metric)
@@ -249,7 +240,7 @@ def _sections(
                     )
                 table.rows.append((lang, _language_label(lang), line))
             section.tests.append(table)
-    return [sections[task] for task in TASKS if task in sections]
+    return [sections[task] for task in TASKS.names() if task in sections]
 
 
 def _named_json(items: Mapping[str, Any] | Sequence[Any] | None, kind: str) -> list[tuple[str, str]]:
@@ -329,10 +320,8 @@ def render_report(
         "models": ", ".join(m.name + (f" ({m.model})" if m.model else " (tiny random)") for m in cfg.base_models),
         "mixes": ", ".join(mix_label(m) for m in cfg.data.mixes.build),
         "seeds": ", ".join(str(s) for s in cfg.seeds),
-        "tasks": ", ".join(TASK_LABELS[t] for t in cfg.evaluation.tasks.enabled()),
+        "tasks": ", ".join(TASKS.get(t).label for t in cfg.evaluation.tasks),
         "sections": _sections(cfg, aggregate_rows, tests, figures, out_dir),
-        "metric_labels": METRIC_LABELS,
-        "variant_labels": VARIANT_LABELS,
         "config_yaml": yaml.safe_dump(
             cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True, default_flow_style=None, width=100
         ),

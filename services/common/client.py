@@ -1,25 +1,26 @@
 """What every typed client shares: channels, retries on transient codes, and status → domain error.
 
 Flows and other tools use the per-service wrappers (`services.lid.client.LidClient`, ...), which build on
-this. Retries cover UNAVAILABLE and DEADLINE_EXCEEDED only; INVALID_ARGUMENT and friends are raised at once
-as the matching `services.common.errors` class.
+this; each has an asyncio twin (`AsyncLidClient`, ...) on `AsyncServiceClient`, with the same retry policy
+and error mapping. Retries cover `errors.TRANSIENT_CODES` (UNAVAILABLE, DEADLINE_EXCEEDED) only;
+INVALID_ARGUMENT and friends are raised at once as the matching `services.common.errors` class.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from services.common import errors
+from services.common.status import domain_error
 
 T = TypeVar("T")
-TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 def make_channel(
@@ -29,30 +30,33 @@ def make_channel(
     tls_ca: Path | None = None,
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
-) -> grpc.Channel:
+    aio: bool = False,
+) -> grpc.Channel | grpc.aio.Channel:
     size = max_message_mb * 1024 * 1024
     options = [("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)]
+    module = grpc.aio if aio else grpc
     if tls_ca:
         creds = grpc.ssl_channel_credentials(
             root_certificates=tls_ca.read_bytes(),
             private_key=tls_key.read_bytes() if tls_key else None,
             certificate_chain=tls_cert.read_bytes() if tls_cert else None,
         )
-        return grpc.secure_channel(address, creds, options=options)
-    return grpc.insecure_channel(address, options=options)
-
-
-def to_domain_error(exc: grpc.RpcError) -> errors.PolyglotError:
-    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-    detail = exc.details() if hasattr(exc, "details") else str(exc)
-    cls = errors.BY_CODE.get(code.name, errors.PolyglotError)
-    err = cls(detail or code.name)
-    err.grpc_code = code  # type: ignore[attr-defined]
-    return err
+        return module.secure_channel(address, creds, options=options)
+    return module.insecure_channel(address, options=options)
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, grpc.RpcError) and exc.code() in TRANSIENT
+    return isinstance(exc, grpc.RpcError) and exc.code().name in errors.TRANSIENT_CODES
+
+
+def _policy(attempts: int) -> dict[str, Any]:
+    """The retry policy of both clients: `attempts` tries on transient codes, exponential back-off with jitter."""
+    return dict(
+        retry=retry_if_exception(_is_transient),
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential_jitter(multiplier=0.2, max=5),
+        reraise=True,
+    )
 
 
 class ServiceClient:
@@ -88,16 +92,11 @@ class ServiceClient:
                     raise
             return self._retrying(lambda: fn(request, timeout=deadline))
         except grpc.RpcError as exc:
-            raise to_domain_error(exc) from exc
+            raise domain_error(exc) from exc
 
     def _retrying(self, once: Callable[[], T]) -> T:
-        """The remaining `retries - 1` attempts, with exponential back-off and jitter."""
-        return retry(
-            retry=retry_if_exception(_is_transient),
-            stop=stop_after_attempt(self.retries - 1),
-            wait=wait_exponential_jitter(multiplier=0.2, max=5),
-            reraise=True,
-        )(once)()
+        """The remaining `retries - 1` attempts."""
+        return Retrying(**_policy(self.retries - 1))(once)
 
     def stream(self, method: str, request: Any, *, timeout: float | None = None):
         """Server-streaming call; yields messages, mapping errors like `call` (no retry mid-stream)."""
@@ -105,7 +104,7 @@ class ServiceClient:
         try:
             yield from fn(request, timeout=timeout if timeout is not None else self.timeout)
         except grpc.RpcError as exc:
-            raise to_domain_error(exc) from exc
+            raise domain_error(exc) from exc
 
     def health(self, service: str = "", timeout: float = 2.0) -> str:
         stub = health_pb2_grpc.HealthStub(self.channel)
@@ -120,6 +119,69 @@ class ServiceClient:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class AsyncServiceClient:
+    """`ServiceClient` for asyncio (grpc.aio): the same deadline, retry policy and error mapping.
+
+    Make it inside the event loop that uses it (a grpc.aio channel belongs to one loop).
+    """
+
+    stub_class: Callable[[grpc.aio.Channel], Any]
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        channel: grpc.aio.Channel | None = None,
+        timeout: float | None = 600.0,
+        retries: int = 4,
+    ):
+        if channel is None and address is None:
+            raise ValueError("give an address or a channel")
+        self.address = address
+        self.channel = channel or make_channel(address, aio=True)  # type: ignore[arg-type]
+        self.stub = self.stub_class(self.channel)
+        self.timeout = timeout
+        self.retries = retries
+
+    async def call(self, method: str, request: Any, *, timeout: float | None = None, retry_transient: bool = True):
+        """Unary call with retries on transient codes; domain errors raised as `services.common.errors`."""
+        fn: Callable[..., Awaitable[Any]] = getattr(self.stub, method)
+        deadline = timeout if timeout is not None else self.timeout
+        attempts = self.retries if retry_transient and self.retries > 1 else 1
+        try:
+            async for attempt in AsyncRetrying(**_policy(attempts)):
+                with attempt:
+                    return await fn(request, timeout=deadline)
+        except grpc.RpcError as exc:
+            raise domain_error(exc) from exc
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def stream(self, method: str, request: Any, *, timeout: float | None = None) -> AsyncIterator[Any]:
+        """Server-streaming call; yields messages, mapping errors like `call` (no retry mid-stream)."""
+        call = getattr(self.stub, method)(request, timeout=timeout if timeout is not None else self.timeout)
+        try:
+            async for message in call:
+                yield message
+        except grpc.RpcError as exc:
+            raise domain_error(exc) from exc
+        finally:
+            call.cancel()  # a consumer that stops early ends the call now, not when the stream is collected
+
+    async def health(self, service: str = "", timeout: float = 2.0) -> str:
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
 
 
 def wait_for_health(address: str, timeout: float = 60.0, service: str = "") -> None:

@@ -6,6 +6,7 @@ Logging is one JSON line per call: method, status, duration. Never payloads, pee
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
@@ -85,22 +86,30 @@ def _final_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
+@contextlib.asynccontextmanager
+async def _accounted(full_method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    """Around one call's handler: map its error to a status (or let an abort through) and count it."""
+    call = _Call(full_method)
+    try:
+        yield
+    except asyncio.CancelledError:
+        call.finish(grpc.StatusCode.CANCELLED)
+        raise
+    except Exception as exc:
+        if _is_abort(exc):
+            call.finish(_final_code(context))
+            raise
+        await _abort(context, call, exc)
+    else:
+        call.finish(_final_code(context))
+
+
 def _wrap_unary(behavior: Callable[..., Awaitable[Any]], full_method: str):
     async def handler(request_or_iterator, context):
-        call = _Call(full_method)
-        try:
+        async with _accounted(full_method, context):
             response = behavior(request_or_iterator, context)
             if inspect.isawaitable(response):
                 response = await response
-        except Exception as exc:
-            if _is_abort(exc):
-                call.finish(_final_code(context))
-                raise
-            await _abort(context, call, exc)
-        except asyncio.CancelledError:
-            call.finish(grpc.StatusCode.CANCELLED)
-            raise
-        call.finish(_final_code(context))
         return response
 
     return handler
@@ -108,8 +117,7 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]], full_method: str):
 
 def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], full_method: str):
     async def handler(request_or_iterator, context):
-        call = _Call(full_method)
-        try:
+        async with _accounted(full_method, context):
             messages = behavior(request_or_iterator, context)
             if inspect.isasyncgen(messages):
                 async for message in messages:
@@ -119,16 +127,6 @@ def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], full_method: str):
             else:
                 for message in messages or ():
                     yield message
-        except Exception as exc:
-            if _is_abort(exc):
-                call.finish(_final_code(context))
-                raise
-            await _abort(context, call, exc)
-        except asyncio.CancelledError:
-            call.finish(grpc.StatusCode.CANCELLED)
-            raise
-        else:
-            call.finish(_final_code(context))
 
     return handler
 

@@ -5,7 +5,7 @@ converted here, at the edges: OpenLID says `deu_Latn`, fastText lid.176 says `__
 OpenAssistant tags regional variants (`pt-BR`, `uk-UA`).
 
 The registry holds the paper's 13 study languages, in the paper's order, plus every language that
-occurs in the evaluation and tuning data under ../shared (XQuAD, XNLI, OASST). Resource groups follow
+occurs in the evaluation and tuning data (XQuAD, XNLI, OASST). Resource groups follow
 the paper (Kew et al., "Turning English-centric LLMs Into Polyglots", §3): high (de fr sv zh es ru),
 low (ca no bg), extremely low (is hi el), English apart; languages outside the study are OTHER.
 """

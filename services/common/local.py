@@ -9,29 +9,32 @@ import sys
 import time
 from pathlib import Path
 
+from services.common.catalog import SERVICES
 from services.common.client import wait_for_health
 from services.common.errors import Unavailable
 
 
 class LocalServices:
-    """Starts `polyglot serve <name>` children on loopback; stops them with SIGTERM (then SIGKILL)."""
+    """Starts `polyglot-serve <name>` children on loopback; stops them with SIGTERM (then SIGKILL).
+
+    Ports: `ports[name]` if given, else `base_port` shifted by the service's place in the catalog, else the
+    catalog's own port.
+    """
 
     def __init__(
         self,
         names: list[str],
         *,
-        base_port: int = 50051,
+        base_port: int | None = None,
         ports: dict[str, int] | None = None,
         env: dict[str, str] | None = None,
         log_dir: Path | None = None,
         grace: float = 10.0,
     ):
-        from services.cli import SERVICES
-
+        order = list(SERVICES)
+        default = {n: SERVICES[n].port if base_port is None else base_port + order.index(n) for n in names}
         self.names = names
-        self.addresses = {
-            n: f"127.0.0.1:{(ports or {}).get(n, base_port + SERVICES.index(n))}" for n in names
-        }
+        self.addresses = {n: f"127.0.0.1:{(ports or {}).get(n, default[n])}" for n in names}
         self.env = {**os.environ, **(env or {})}
         self.log_dir = log_dir
         self.grace = grace
@@ -40,7 +43,7 @@ class LocalServices:
     def start(self) -> LocalServices:
         for name in self.names:
             port = self.addresses[name].rsplit(":", 1)[1]
-            cmd = [sys.executable, "-m", "services.cli", "serve", name, "--port", port, "--metrics-port", "0"]
+            cmd = [sys.executable, "-m", "services.common.serve", name, "--port", port, "--metrics-port", "0"]
             out = open(self.log_dir / f"{name}.log", "ab") if self.log_dir else subprocess.DEVNULL
             self.processes[name] = subprocess.Popen(
                 cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

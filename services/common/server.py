@@ -35,6 +35,9 @@ class Registration:
     servicer: Any
     add: Callable[[Any, grpc.aio.Server], None]
     full_name: str  # e.g. "polyglot.v1.LidService", for health and reflection
+    # Whether stopping the server also closes the servicer (`aclose`): a benchmark that reuses one model
+    # across servers keeps it open.
+    close_on_stop: bool = True
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -105,7 +108,7 @@ class ServiceRuntime:
         log.info(json.dumps({"event": "draining", "grace_seconds": grace}))
         await self.server.stop(grace)
         for reg in self.registrations:
-            closer = getattr(reg.servicer, "aclose", None)
+            closer = getattr(reg.servicer, "aclose", None) if reg.close_on_stop else None
             if closer:
                 await closer()
         log.info(json.dumps({"event": "stopped"}))

@@ -10,8 +10,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_PORTS = {"lid": 50051, "generator": 50052, "judge": 50053, "trainer": 50054}
-DEFAULT_METRICS_PORTS = {"lid": 9451, "generator": 9452, "judge": 9453, "trainer": 9454}
+from services.common.catalog import SERVICES
 
 
 class ServerSettings(BaseSettings):
@@ -48,8 +47,9 @@ def server_settings(service: str, **overrides) -> ServerSettings:
     specific = _Specific().model_dump(exclude_unset=True)
     values = {**shared, **specific, **{k: v for k, v in overrides.items() if v is not None}}
     settings = ServerSettings.model_validate(values)
+    spec = SERVICES[service]
     if not settings.port:
-        settings.port = DEFAULT_PORTS.get(service, 50050)
+        settings.port = spec.port
     if settings.metrics_port is None:
-        settings.metrics_port = DEFAULT_METRICS_PORTS.get(service, 0)
+        settings.metrics_port = spec.metrics_port
     return settings

@@ -1,10 +1,9 @@
 """LoRA adapters by artifact URI: fetched from the store into a local cache, loaded into the engine by name,
 with at most `max_loaded` loaded at once (least recently used goes first).
 
-Adapters travel as URIs (`s3://bucket/models/.../adapter`, `file:///...`), never inside messages. A
-download lands in a temporary directory and is renamed into place when complete, so a crash never
-leaves a half-fetched adapter that a later load would trust. Artifact keys are content-derived and
-written once, so a cached copy is reused without asking the store again.
+Adapters travel as URIs (`s3://bucket/models/.../adapter`, `file:///...`), never inside messages. They
+are fetched with the store's `fetch_dir_cached`: downloaded once, and never left half-fetched at the
+cached path where a later load would trust it.
 
 Requests pin the adapter they use for as long as they run; eviction only ever takes an unpinned one.
 """
@@ -15,11 +14,8 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import re
-import shutil
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +32,6 @@ from services.common.errors import (
 from services.generator.engine import BASE
 
 log = logging.getLogger("polyglot.generator.adapters")
-
-_COMPLETE = ".polyglot-complete"
 
 
 @dataclass
@@ -82,32 +76,19 @@ class AdapterCache:
     # -- fetching (blocking; runs in a worker thread) ------------------------------------------------------
 
     def fetch(self, uri: str) -> Path:
-        """The local directory of the adapter at `uri`, downloading it once."""
-        from services.common.store import open_store
+        """The local directory of the adapter at `uri`, downloading it once (crash-safe, see `fetch_dir_cached`)."""
+        from services.common.store import fetch_dir_cached, open_store
 
-        dest = self.cache_dir / hashlib.sha256(uri.encode()).hexdigest()[:32]
-        if (dest / _COMPLETE).exists():
-            return dest
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_dir / f".tmp-{uuid.uuid4().hex}"
-        try:
-            try:
-                # The options (endpoint, keys) are S3's; a file:// adapter takes none.
-                options = self.store_options if uri.startswith("s3://") else {}
-                open_store(uri, **options).get_dir("", tmp)
-            except NotFound as exc:
-                raise NotFound(f"no adapter at {uri}: {exc.message}", field="uri") from exc
-            if not (tmp / "adapter_config.json").exists():
+        def check(path: Path) -> None:
+            if not (path / "adapter_config.json").exists():
                 raise FailedPrecondition(f"{uri} holds no adapter_config.json: not a PEFT adapter", field="uri")
-            (tmp / _COMPLETE).write_text(uri)
-            try:
-                os.replace(tmp, dest)
-            except OSError:  # another fetch of the same URI won the race; its copy is as good
-                if not (dest / _COMPLETE).exists():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return dest
+
+        # The options (endpoint, keys) are S3's; a file:// adapter takes none.
+        options = self.store_options if uri.startswith("s3://") else {}
+        try:
+            return fetch_dir_cached(open_store(uri, **options), "", self.cache_dir, check=check)
+        except NotFound as exc:
+            raise NotFound(f"no adapter at {uri}: {exc.message}", field="uri") from exc
 
     # -- loading --------------------------------------------------------------------------------------------
 

@@ -1,19 +1,25 @@
-"""Typed client of the generator service, for flows, the lm-eval adapter and tools.
+"""Typed clients of the generator service; they return `services.generator.records`, never protobufs.
 
     with GeneratorClient("127.0.0.1:50052") as gen:
-        for result in gen.generate(["### Human: Hi\\n### Assistant:"], preset="chat", seed=42):
-            print(result.index, result.text)
+        for completion in gen.generate(["### Human: Hi\\n### Assistant:"], preset="chat", seed=42):
+            print(completion.index, completion.text, completion.error)
         scores = gen.score([("The capital of France is", " Paris")])
+
+`AsyncGeneratorClient` is the asyncio twin; both build requests and read replies with the functions here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 
 from polyglot.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 
-from services.common.client import ServiceClient
+from services.common.client import AsyncServiceClient, ServiceClient
+from services.common.messages import from_message
 from services.common.presets import SamplingParams
+from services.common.status import item_error
+from services.generator.core import ModelEntry
+from services.generator.records import Completion, Models, ScoreResult
 
 _FIELDS = ("temperature", "top_p", "top_k", "frequency_penalty", "repetition_penalty", "max_tokens", "seed")
 
@@ -34,56 +40,103 @@ def sampling_to_proto(
     return msg
 
 
+def generate_request(
+    prompts: Iterable[str],
+    params: SamplingParams | None = None,
+    *,
+    preset: str = "",
+    adapter: str = "",
+    response_prefix: str = "",
+    request_id: str = "",
+    **overrides,
+) -> generator_pb2.GenerateRequest:
+    return generator_pb2.GenerateRequest(
+        prompts=list(prompts),
+        sampling=sampling_to_proto(params, preset=preset, **overrides),
+        adapter=adapter,
+        response_prefix=response_prefix,
+        request_id=request_id,
+    )
+
+
+def score_request(items: Iterable[tuple[str, str]], adapter: str, request_id: str) -> generator_pb2.ScoreRequest:
+    return generator_pb2.ScoreRequest(
+        items=[generator_pb2.ScoreItem(context=c, continuation=x) for c, x in items],
+        adapter=adapter,
+        request_id=request_id,
+    )
+
+
+def completion(result: generator_pb2.GenerateResult) -> Completion:
+    return from_message(Completion, result, error=item_error(result.status))
+
+
+def score_results(response: generator_pb2.ScoreResponse) -> list[ScoreResult]:
+    return [from_message(ScoreResult, r, error=item_error(r.status)) for r in response.results]
+
+
+def model_entry(info: generator_pb2.ModelInfo) -> ModelEntry:
+    return from_message(ModelEntry, info)
+
+
+def models(response: generator_pb2.ListModelsResponse) -> Models:
+    return Models([model_entry(m) for m in response.models], response.max_loaded_adapters)
+
+
 class GeneratorClient(ServiceClient):
     stub_class = generator_pb2_grpc.GeneratorServiceStub
 
-    def generate(
-        self,
-        prompts: Iterable[str],
-        params: SamplingParams | None = None,
-        *,
-        preset: str = "",
-        adapter: str = "",
-        response_prefix: str = "",
-        request_id: str = "",
-        timeout: float | None = None,
-        **overrides,
-    ) -> Iterator[generator_pb2.GenerateResult]:
-        """Results as each completion finishes (check `.index`; `.status.code` != 0 marks a failed item)."""
-        request = generator_pb2.GenerateRequest(
-            prompts=list(prompts),
-            sampling=sampling_to_proto(params, preset=preset, **overrides),
-            adapter=adapter,
-            response_prefix=response_prefix,
-            request_id=request_id,
-        )
-        yield from self.stream("Generate", request, timeout=timeout)
+    def generate(self, prompts: Iterable[str], *args, timeout: float | None = None, **kwargs) -> Iterator[Completion]:
+        """Completions as each finishes (any order: use `.index`; `.error` marks a failed item). Arguments
+        as `generate_request`: sampling `params`, or a `preset` plus overrides (`max_tokens=...`)."""
+        for result in self.stream("Generate", generate_request(prompts, *args, **kwargs), timeout=timeout):
+            yield completion(result)
 
-    def generate_all(self, prompts: Iterable[str], *args, **kwargs) -> list[generator_pb2.GenerateResult]:
+    def generate_all(self, prompts: Iterable[str], *args, **kwargs) -> list[Completion]:
         """`generate`, collected and put back in prompt order."""
-        results = list(self.generate(prompts, *args, **kwargs))
-        return sorted(results, key=lambda r: r.index)
+        return sorted(self.generate(prompts, *args, **kwargs), key=lambda c: c.index)
 
     def score(
-        self,
-        items: Iterable[tuple[str, str]],
-        *,
-        adapter: str = "",
-        request_id: str = "",
-        timeout: float | None = None,
-    ) -> list[generator_pb2.ScoreResult]:
-        request = generator_pb2.ScoreRequest(
-            items=[generator_pb2.ScoreItem(context=c, continuation=x) for c, x in items],
-            adapter=adapter,
-            request_id=request_id,
-        )
-        return list(self.call("Score", request, timeout=timeout).results)
+        self, items: Iterable[tuple[str, str]], *, adapter: str = "", request_id: str = "", timeout: float | None = None
+    ) -> list[ScoreResult]:
+        return score_results(self.call("Score", score_request(items, adapter, request_id), timeout=timeout))
 
-    def load_adapter(self, name: str, uri: str, *, timeout: float | None = None) -> generator_pb2.ModelInfo:
-        return self.call("LoadAdapter", generator_pb2.LoadAdapterRequest(name=name, uri=uri), timeout=timeout)
+    def load_adapter(self, name: str, uri: str, *, timeout: float | None = None) -> ModelEntry:
+        request = generator_pb2.LoadAdapterRequest(name=name, uri=uri)
+        return model_entry(self.call("LoadAdapter", request, timeout=timeout))
 
     def unload_adapter(self, name: str) -> None:
         self.call("UnloadAdapter", generator_pb2.UnloadAdapterRequest(name=name))
 
-    def list_models(self) -> generator_pb2.ListModelsResponse:
-        return self.call("ListModels", generator_pb2.ListModelsRequest())
+    def list_models(self, *, timeout: float | None = None) -> Models:
+        return models(self.call("ListModels", generator_pb2.ListModelsRequest(), timeout=timeout))
+
+
+class AsyncGeneratorClient(AsyncServiceClient):
+    """`GeneratorClient` for asyncio (the judge's `generator` provider)."""
+
+    stub_class = generator_pb2_grpc.GeneratorServiceStub
+
+    async def generate(
+        self, prompts: Iterable[str], *args, timeout: float | None = None, **kwargs
+    ) -> AsyncIterator[Completion]:
+        async for result in self.stream("Generate", generate_request(prompts, *args, **kwargs), timeout=timeout):
+            yield completion(result)
+
+    async def generate_all(self, prompts: Iterable[str], *args, **kwargs) -> list[Completion]:
+        return sorted([c async for c in self.generate(prompts, *args, **kwargs)], key=lambda c: c.index)
+
+    async def score(
+        self, items: Iterable[tuple[str, str]], *, adapter: str = "", request_id: str = "", timeout: float | None = None
+    ) -> list[ScoreResult]:
+        return score_results(await self.call("Score", score_request(items, adapter, request_id), timeout=timeout))
+
+    async def load_adapter(self, name: str, uri: str, *, timeout: float | None = None) -> ModelEntry:
+        request = generator_pb2.LoadAdapterRequest(name=name, uri=uri)
+        return model_entry(await self.call("LoadAdapter", request, timeout=timeout))
+
+    async def unload_adapter(self, name: str) -> None:
+        await self.call("UnloadAdapter", generator_pb2.UnloadAdapterRequest(name=name))
+
+    async def list_models(self, *, timeout: float | None = None) -> Models:
+        return models(await self.call("ListModels", generator_pb2.ListModelsRequest(), timeout=timeout))

@@ -20,6 +20,8 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
+from services.common.catalog import SERVICES
+from services.common.errors import ItemError
 from services.generator.client import GeneratorClient
 
 DEFAULT_MAX_GEN_TOKS = 256
@@ -30,17 +32,17 @@ def _chunks(items: list, size: int):
         yield start, items[start : start + size]
 
 
-def _check(status, what: str, index: int) -> None:
-    if status.code != 0:
-        field = f" ({status.field})" if status.field else ""
-        raise RuntimeError(f"polyglot-grpc: {what} request {index} failed{field}: {status.message}")
+def _check(error: ItemError | None, what: str, index: int) -> None:
+    if error is not None:
+        field = f" ({error.field})" if error.field else ""
+        raise RuntimeError(f"polyglot-grpc: {what} request {index} failed{field}: {error.message}")
 
 
 @register_model("polyglot-grpc")
 class PolyglotGrpcLM(LM):
     def __init__(
         self,
-        address: str = "127.0.0.1:50052",
+        address: str = f"127.0.0.1:{SERVICES['generator'].port}",
         adapter: str = "",
         batch_size: int | str = 64,
         max_gen_toks: int = DEFAULT_MAX_GEN_TOKS,
@@ -64,7 +66,7 @@ class PolyglotGrpcLM(LM):
         with tqdm(total=len(pairs), disable=disable_tqdm, desc="polyglot-grpc loglikelihood") as bar:
             for start, chunk in _chunks(pairs, self.batch_size):
                 for result in self.client.score(chunk, adapter=self.adapter):
-                    _check(result.status, "loglikelihood", start + result.index)
+                    _check(result.error, "loglikelihood", start + result.index)
                     out.append((result.logprob, result.is_greedy))
                 bar.update(len(chunk))
         return out
@@ -110,7 +112,7 @@ class PolyglotGrpcLM(LM):
                 for _, chunk in _chunks(indices, self.batch_size):
                     prompts = [requests[i].args[0] for i in chunk]
                     for result in self.client.generate(prompts, adapter=self.adapter, **sampling_of[key]):
-                        _check(result.status, "generate_until", chunk[result.index])
+                        _check(result.error, "generate_until", chunk[result.index])
                         out[chunk[result.index]] = result.text
                     bar.update(len(chunk))
         return out

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
-import grpc
 from polyglot.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 
-from services.common.errors import PolyglotError
+from services.common.messages import to_message
 from services.common.presets import SamplingParams
+from services.common.status import item_status
 from services.generator.core import Generator, ModelEntry, resolve_sampling
 
 log = logging.getLogger("polyglot.generator")
@@ -28,23 +28,8 @@ def sampling_from_proto(msg: common_pb2.SamplingParams) -> SamplingParams:
     return resolve_sampling(msg.preset, overrides)
 
 
-def item_status(error: PolyglotError | None) -> common_pb2.ItemStatus:
-    if error is None:
-        return common_pb2.ItemStatus(code=0)
-    return common_pb2.ItemStatus(
-        code=grpc.StatusCode[error.code].value[0], message=error.message, field=error.field or ""
-    )
-
-
 def model_info(entry: ModelEntry) -> generator_pb2.ModelInfo:
-    return generator_pb2.ModelInfo(
-        name=entry.name,
-        kind=entry.kind,
-        uri=entry.uri,
-        backend=entry.backend,
-        max_context=entry.max_context,
-        base_model=entry.base_model,
-    )
+    return to_message(generator_pb2.ModelInfo, entry)
 
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
@@ -60,13 +45,10 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
             list(request.prompts), sampling, adapter=request.adapter, response_prefix=request.response_prefix
         )
         async for outcome in outcomes:
-            yield generator_pb2.GenerateResult(
-                index=outcome.index,
-                text=outcome.text,
+            yield to_message(
+                generator_pb2.GenerateResult,
+                outcome,
                 finish_reason="error" if outcome.error else outcome.finish_reason,
-                prompt_tokens=outcome.prompt_tokens,
-                completion_tokens=outcome.completion_tokens,
-                truncated_tokens=outcome.truncated_tokens,
                 status=item_status(outcome.error),
                 request_id=request.request_id,
             )
@@ -78,14 +60,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
         outcomes = await self.generator.score(items, adapter=request.adapter)
         return generator_pb2.ScoreResponse(
             results=[
-                generator_pb2.ScoreResult(
-                    index=o.index,
-                    logprob=o.logprob,
-                    is_greedy=o.is_greedy,
-                    num_tokens=o.num_tokens,
-                    status=item_status(o.error),
-                )
-                for o in outcomes
+                to_message(generator_pb2.ScoreResult, o, status=item_status(o.error)) for o in outcomes
             ]
         )
 

@@ -8,22 +8,22 @@ as `ListModels` reports it, means the base model itself.
 
 from __future__ import annotations
 
-import grpc
-from polyglot.v1 import common_pb2, generator_pb2, generator_pb2_grpc
-
-from services.common.errors import FailedPrecondition
+from services.common.errors import TRANSIENT_CODES, FailedPrecondition, PolyglotError
+from services.generator.client import AsyncGeneratorClient
 from services.judge.providers import Completion, Message, Provider, ProviderError, TransientError
 from services.judge.settings import JudgeSettings
 from services.judge.usage import Meter
 
-_TRANSIENT = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.ABORTED,
-}
-_TRANSIENT_CODES = {code.value[0] for code in _TRANSIENT}
-_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+# Besides the usual transient codes, a generator that is full (RESOURCE_EXHAUSTED: its queue or memory)
+# or that aborted a batch will take the same request later: the judge backs off and asks again.
+RETRYABLE_CODES = TRANSIENT_CODES | {"RESOURCE_EXHAUSTED", "ABORTED"}
+
+
+def failure(code: str, message: str) -> TransientError | ProviderError:
+    """A failed call or item of the generator as the judge sorts it: transient (retried) or permanent."""
+    if code in RETRYABLE_CODES:
+        return TransientError(f"generator {code}: {message}")
+    return ProviderError(f"generator {code}: {message}", code)
 
 
 class GeneratorProvider(Provider):
@@ -36,12 +36,12 @@ class GeneratorProvider(Provider):
                 "provider generator needs the generator's address: set POLYGLOT_JUDGE_GENERATOR_ADDRESS",
                 field="generator_address",
             )
-        self.channel = grpc.aio.insecure_channel(settings.generator_address)
-        self.stub = generator_pb2_grpc.GeneratorServiceStub(self.channel)
+        # retries=1: `Provider.complete` retries with the judge's own back-off and counts every attempt.
+        self.client = AsyncGeneratorClient(settings.generator_address, timeout=settings.request_timeout, retries=1)
         self._base_models: set[str] | None = None
 
     async def aclose(self) -> None:
-        await self.channel.close()
+        await self.client.close()
 
     def layout(self, messages: list[Message]) -> str:
         """The conversation as one prompt, ending where the judge model's answer begins."""
@@ -59,40 +59,33 @@ class GeneratorProvider(Provider):
     async def _adapter(self, model: str) -> str:
         if self._base_models is None:
             try:
-                reply = await self.stub.ListModels(generator_pb2.ListModelsRequest(), timeout=30)
-                self._base_models = {m.name for m in reply.models if m.kind == "base"}
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() in _TRANSIENT:
-                    raise TransientError(f"generator {exc.code().name}") from None
+                listed = await self.client.list_models(timeout=30)
+                self._base_models = {m.name for m in listed.models if m.kind == "base"}
+            except PolyglotError as exc:
+                if exc.code in RETRYABLE_CODES:
+                    raise failure(exc.code, exc.message) from None
                 self._base_models = set()  # cannot ask: take `model` as an adapter name
         return "" if model in self._base_models or model in ("", "base") else model
 
     async def _complete(
         self, messages: list[Message], *, model: str, json_mode: bool, max_tokens: int, meter: Meter
     ) -> Completion:
-        request = generator_pb2.GenerateRequest(
-            prompts=[self.layout(messages)],
-            sampling=common_pb2.SamplingParams(
-                temperature=self.settings.temperature, seed=self.settings.seed, max_tokens=max_tokens
-            ),
-            adapter=await self._adapter(model),
-        )
-        results = []
+        adapter = await self._adapter(model)
         meter.sent()
         try:
-            async for result in self.stub.Generate(request, timeout=self.settings.request_timeout):
-                results.append(result)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() in _TRANSIENT:
-                raise TransientError(f"generator {exc.code().name}") from None
-            raise ProviderError(f"generator: {exc.code().name}: {exc.details()}", exc.code().name) from None
+            results = await self.client.generate_all(
+                [self.layout(messages)],
+                temperature=self.settings.temperature,
+                seed=self.settings.seed,
+                max_tokens=max_tokens,
+                adapter=adapter,
+            )
+        except PolyglotError as exc:
+            raise failure(exc.code, exc.message) from None
         if not results:
             raise TransientError("generator returned no result")
         result = results[0]
         meter.tokens(model, result.prompt_tokens, result.completion_tokens)
-        if result.status.code:
-            if result.status.code in _TRANSIENT_CODES:
-                raise TransientError(f"generator item status {result.status.code}")
-            code = _CODE_NAMES.get(result.status.code, "INTERNAL")
-            raise ProviderError(f"generator: {result.status.message}", code)
+        if result.error:
+            raise failure(result.error.code, result.error.message)
         return Completion(result.text, result.prompt_tokens, result.completion_tokens)

@@ -60,24 +60,17 @@ def _language_name(code: str) -> str:
     return f"{lang.name} ({lang.code})" if lang else repr(code)
 
 
+@dataclass
 class Grader:
-    def __init__(
-        self,
-        settings: JudgeSettings,
-        providers: ProviderPool,
-        cache: ReplyCache | None,
-        usage: UsageBook,
-        templates: TemplateLibrary,
-        translator: Translator,
-        identifier: LanguageIdentifier | None,
-    ):
-        self.settings = settings
-        self.providers = providers
-        self.cache = cache
-        self.usage = usage
-        self.templates = templates
-        self.translator = translator
-        self.identifier = identifier
+    """Grades items with the language gate; the judge's parts are shared with its `Translator`."""
+
+    settings: JudgeSettings
+    providers: ProviderPool
+    cache: ReplyCache | None
+    usage: UsageBook
+    templates: TemplateLibrary
+    translator: Translator
+    identifier: LanguageIdentifier | None
 
     # -- validation -------------------------------------------------------------------------------------------
 
@@ -132,17 +125,8 @@ class Grader:
     def _gate(index: int, item: GradeItem, target: str, detection: Detection) -> GradeRecord | None:
         """Score 1 without a model call when the reply is not in the target language; None when it is."""
         if detection.error:
-            return GradeRecord(
-                index,
-                item.id,
-                0,
-                "",
-                "",
-                Outcome.ERROR,
-                error=ItemError(
-                    "INVALID_ARGUMENT", f"language identification failed: {detection.error}", f"items[{index}].response"
-                ),
-            )
+            error = f"language identification failed: {detection.error}"
+            return GradeRecord.failed(index, item.id, ItemError("INVALID_ARGUMENT", error, f"items[{index}].response"))
         if detection.language == target:
             return None
         seen = detection.language or detection.label.removeprefix("__label__") or "unknown"
@@ -208,16 +192,7 @@ class Grader:
             raise
         except Exception as exc:  # recorded, never dropped
             log.exception("grading item %d failed", index)
-            return GradeRecord(
-                index,
-                item.id,
-                0,
-                "",
-                "",
-                Outcome.ERROR,
-                target,
-                error=ItemError("INTERNAL", f"{type(exc).__name__}: {exc}"),
-            )
+            return GradeRecord.failed(index, item.id, ItemError("INTERNAL", f"{type(exc).__name__}: {exc}"), target)
 
     async def _judge(self, index: int, item: GradeItem, target: str, plan: _Plan, meter: Meter) -> GradeRecord:
         response = item.response
@@ -229,7 +204,7 @@ class Grader:
                 error = ItemError(
                     translated.error.code, f"translation failed: {translated.error.message}", f"items[{index}].response"
                 )
-                return GradeRecord(index, item.id, 0, "", "", Outcome.ERROR, target, error=error)
+                return GradeRecord.failed(index, item.id, error, target)
             response = translated.text
         params = {
             "temperature": self.settings.temperature,

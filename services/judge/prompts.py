@@ -1,6 +1,6 @@
 """Prompt templates: text files with `{{placeholder}}` fields, validated before any call is made.
 
-Templates are data a user can replace (STYLE.md: per-language and per-task text lives in files, not code):
+Templates are data a user can replace (per-language and per-task text lives in files, not code):
 a request names a template (`helpfulness`: `templates/helpfulness.txt`, or the same name in the
 configured `template_dir`) or gives an artifact URI of one (`s3://…/paper_prompt.txt`, `file:///…`).
 Substitution is one pass over the template, so a response that itself contains `{{prompt}}` is sent

@@ -1,11 +1,12 @@
 """Judge providers: who answers a chat request. Registered by name (`openai`, `generator`).
 
 A provider sends one chat request (`_complete`) and sorts failures into transient ones (HTTP 429, 5xx,
-timeouts, a dropped connection: `TransientError`, retried) and permanent ones (`ProviderError`, e.g. a
-rejected key, an unknown model: the item fails at once). `Provider.complete` adds what every provider
-shares: a bound on requests in flight (one semaphore per provider, over all calls of the process), and
-retries with exponential back-off and jitter that wait at least as long as a server's Retry-After asks.
-The `openai` client's own retries are off (`max_retries=0`) so that every HTTP request is counted here.
+timeouts, a dropped connection: `TransientError`, an `Unavailable`, retried as every `errors.TRANSIENT`
+is) and permanent ones (`ProviderError`, e.g. a rejected key, an unknown model: the item fails at once).
+`Provider.complete` adds what every provider shares: a bound on requests in flight (one semaphore per
+provider, over all calls of the process), and retries with exponential back-off and jitter that wait at
+least as long as a server's Retry-After asks. The `openai` client's own retries are off (`max_retries=0`)
+so that every HTTP request is counted here.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from services.common.errors import FailedPrecondition, InvalidArgument, PolyglotError
+from services.common.errors import TRANSIENT, FailedPrecondition, InvalidArgument, PolyglotError, Unavailable
 from services.common.registry import Registry
 from services.judge.settings import JudgeSettings
 from services.judge.usage import Meter
@@ -39,7 +40,7 @@ class Completion:
     completion_tokens: int = 0
 
 
-class TransientError(Exception):
+class TransientError(Unavailable):
     """Worth retrying; `retry_after` is the server's own hint in seconds, if it gave one."""
 
     def __init__(self, reason: str, retry_after: float | None = None):
@@ -52,8 +53,7 @@ class ProviderError(PolyglotError):
     """A request that will not succeed by repeating it; `code` is the gRPC status name to report."""
 
     def __init__(self, message: str, code: str = "INTERNAL"):
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code=code)
 
 
 def redact(text: str, secrets: list[str]) -> str:
@@ -144,7 +144,7 @@ class Provider(ABC):
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.max_attempts),
             wait=self._wait,
-            retry=retry_if_exception_type(TransientError),
+            retry=retry_if_exception_type(TRANSIENT),
             before_sleep=self._log_retry,
             reraise=True,
         )
@@ -157,7 +157,7 @@ class Provider(ABC):
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
 
-PROVIDERS: Registry[type[Provider]] = Registry("provider")
+PROVIDERS: Registry[type[Provider]] = Registry("provider", base=Provider)
 # gRPC lives at the edge, not in the core package: the generator provider is imported when chosen.
 PROVIDERS.register_lazy("generator", "services.judge.generator_provider:GeneratorProvider")
 

@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
+from services.common.errors import ItemError
 from services.judge.usage import Usage
 
 
@@ -16,13 +17,6 @@ class Outcome(enum.Enum):
     LANGUAGE_MISMATCH = "LANGUAGE_MISMATCH"  # wrong language: score 1, no model call (the paper's rule)
     UNPARSABLE = "UNPARSABLE"  # no valid verdict even after one repair request
     ERROR = "ERROR"  # the item could not be judged (retries exhausted, key rejected, ...)
-
-
-@dataclass(frozen=True)
-class ItemError:
-    code: str  # a grpc.StatusCode name: UNAVAILABLE, PERMISSION_DENIED, INVALID_ARGUMENT, INTERNAL, ...
-    message: str
-    field: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +50,11 @@ class GradeRecord:
     cached: bool = False
     note: str = ""  # why: the gate's verdict, the parse error of an UNPARSABLE reply
     error: ItemError | None = None
+
+    @classmethod
+    def failed(cls, index: int, id: str, error: ItemError, detected_language: str = "") -> GradeRecord:
+        """An item the judge could not grade: no score, outcome ERROR, and why."""
+        return cls(index, id, 0, "", "", Outcome.ERROR, detected_language, error=error)
 
 
 @dataclass(frozen=True)

@@ -8,67 +8,36 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import grpc
 from polyglot.v1 import common_pb2, judge_pb2, judge_pb2_grpc
 
+from services.common.messages import from_message, to_message
+from services.common.status import item_status
 from services.judge.core import Judge
-from services.judge.records import GradeItem, GradeJob, GradeRecord, ItemError, Outcome, TranslationRecord
+from services.judge.records import GradeItem, GradeJob, GradeRecord, Outcome, TranslationRecord
 from services.judge.translation import TranslateJob
 from services.judge.usage import Usage
 
-_CODES = {code.name: code.value[0] for code in grpc.StatusCode}
 _OUTCOMES = {outcome: judge_pb2.GradeOutcome.Value(f"GRADE_OUTCOME_{outcome.value}") for outcome in Outcome}
 
 
-def _status(error: ItemError | None, note: str = "") -> common_pb2.ItemStatus:
-    if error is None:
-        return common_pb2.ItemStatus(code=0, message=note)
-    return common_pb2.ItemStatus(
-        code=_CODES.get(error.code, _CODES["INTERNAL"]), message=error.message, field=error.field or ""
-    )
-
-
 def usage_message(usage: Usage) -> common_pb2.Usage:
-    return common_pb2.Usage(
-        requests=usage.requests,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cached=usage.cached,
-        cost_usd=usage.cost_usd,
-    )
+    return to_message(common_pb2.Usage, usage)
 
 
 def grade_result(record: GradeRecord) -> judge_pb2.GradeResult:
-    return judge_pb2.GradeResult(
-        index=record.index,
-        id=record.id,
-        score=record.score,
-        reasoning=record.reasoning,
-        raw_reply=record.raw_reply,
-        outcome=_OUTCOMES[record.outcome],
-        detected_language=record.detected_language,
-        cached=record.cached,
-        status=_status(record.error, record.note),
+    return to_message(
+        judge_pb2.GradeResult, record, outcome=_OUTCOMES[record.outcome], status=item_status(record.error, record.note)
     )
 
 
 def translation(record: TranslationRecord) -> judge_pb2.Translation:
     return judge_pb2.Translation(
-        index=record.index, text=record.text, cached=record.cached, status=_status(record.error)
+        index=record.index, text=record.text, cached=record.cached, status=item_status(record.error)
     )
 
 
 def grade_job(request: judge_pb2.GradeRequest) -> GradeJob:
-    items = [
-        GradeItem(
-            prompt=item.prompt,
-            response=item.response,
-            target_language=item.target_language,
-            id=item.id,
-            response_language=item.response_language,
-        )
-        for item in request.items
-    ]
+    items = [from_message(GradeItem, item) for item in request.items]
     return GradeJob(
         items=items,
         provider=request.judge.provider,

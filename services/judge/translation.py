@@ -46,20 +46,15 @@ class TranslateJob:
     run_id: str = ""
 
 
+@dataclass
 class Translator:
-    def __init__(
-        self,
-        settings: JudgeSettings,
-        providers: ProviderPool,
-        cache: ReplyCache | None,
-        usage: UsageBook,
-        templates: TemplateLibrary,
-    ):
-        self.settings = settings
-        self.providers = providers
-        self.cache = cache
-        self.usage = usage
-        self.templates = templates
+    """Translates texts through a provider, with the reply cache and usage accounting of the judge."""
+
+    settings: JudgeSettings
+    providers: ProviderPool
+    cache: ReplyCache | None
+    usage: UsageBook
+    templates: TemplateLibrary
 
     def template(self) -> Template:
         return self.templates.load("translate", TRANSLATE, field="template")

@@ -1,4 +1,4 @@
-"""Typed client of the lid service; returns the frozen dataclasses of `services.lid.core`, never protobufs.
+"""Typed clients of the lid service; return the frozen dataclasses of `services.lid.core`, never protobufs.
 
     with LidClient("127.0.0.1:50051") as lid:
         lid.identify(["Hallo Welt"])[0].predictions[0].language      # "de"
@@ -6,19 +6,22 @@
             ...
 
 Texts may be `str` or `bytes`; a `str` with lone surrogates is sent as its (invalid) UTF-8 bytes so that
-the server reports that item alone instead of the client failing the batch.
+the server reports that item alone instead of the client failing the batch. A failed item carries the
+core's `error` text ("texts[3]: empty ...") and `field`, as in-process. `AsyncLidClient` is the asyncio
+twin; both build requests and read replies with the functions here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 
 import grpc
 from polyglot.v1 import lid_pb2, lid_pb2_grpc
 
-from services.common.client import ServiceClient, to_domain_error
+from services.common.client import AsyncServiceClient, ServiceClient
 from services.common.errors import InvalidArgument
+from services.common.status import domain_error, item_error
 from services.lid.core import (
     Identification,
     LanguageCheck,
@@ -68,30 +71,66 @@ def _identifications(response: lid_pb2.IdentifyResponse) -> list[Identification]
                     i, tuple([new_prediction(*labels[label_ids[x]], probabilities[x]) for x in range(j, j + n)])
                 )
             )
-        elif i in errors:
-            status = errors[i]
-            field = status.field or None
-            append(Identification(i, (), f"{field}: {status.message}" if field else status.message, field))
+        elif i in errors and (error := item_error(errors[i])):
+            append(Identification(i, (), str(error), error.field))
         else:  # nothing above the threshold
             append(Identification(i, ()))
         j += n
     return out
 
 
+def identify_request(
+    texts: Sequence[Text], k: int = 1, threshold: float = 0.0, strip_role_markers: bool = False, batch_id: str = ""
+) -> lid_pb2.IdentifyRequest:
+    return lid_pb2.IdentifyRequest(
+        texts=_encode(texts),
+        k=k,
+        threshold=threshold,
+        strip_role_markers=strip_role_markers,
+        batch_id=batch_id,
+        compact=True,
+    )
+
+
+def check_request(
+    items: Sequence[tuple[Text, str]], min_line_tokens: int = 5, strip_role_markers: bool = False
+) -> lid_pb2.CheckLanguageRequest:
+    return lid_pb2.CheckLanguageRequest(
+        items=[
+            lid_pb2.LanguageCheck(text=data, expected_language=lang)
+            for data, (_, lang) in zip(_encode([text for text, _ in items], "items"), items, strict=True)
+        ],
+        min_line_tokens=min_line_tokens,
+        strip_role_markers=strip_role_markers,
+    )
+
+
+def _check(r: lid_pb2.LanguageCheckResult) -> LanguageCheck:
+    error = item_error(r.status)
+    return LanguageCheck(
+        index=r.index,
+        line_pass_rate=r.line_pass_rate,
+        lines_checked=r.lines_checked,
+        lines_passed=r.lines_passed,
+        detected=_prediction(r.detected) if r.HasField("detected") else None,
+        passed=r.passed,
+        error=str(error) if error else None,
+        field=error.field if error else None,
+    )
+
+
+def checks(response: lid_pb2.CheckLanguageResponse) -> list[LanguageCheck]:
+    return [_check(r) for r in response.results]
+
+
+def model_info(info: lid_pb2.LidModelInfo) -> ModelInfo:
+    return ModelInfo(**{field.name: getattr(info, field.name) for field in dataclasses.fields(ModelInfo)})
+
+
 class LidClient(ServiceClient):
     """Client of `polyglot.v1.LidService`. Domain errors (InvalidArgument, ...) raise as in-process."""
 
     stub_class = lid_pb2_grpc.LidServiceStub
-
-    def _request(self, texts: Sequence[Text], k: int, threshold: float, strip: bool, batch_id: str = ""):
-        return lid_pb2.IdentifyRequest(
-            texts=_encode(texts),
-            k=k,
-            threshold=threshold,
-            strip_role_markers=strip,
-            batch_id=batch_id,
-            compact=True,
-        )
 
     def identify(
         self,
@@ -107,7 +146,7 @@ class LidClient(ServiceClient):
         One call: a batch over the server's `max_batch_size` raises InvalidArgument (field `texts`);
         use `identify_stream` for more.
         """
-        request = self._request(texts, k, threshold, strip_role_markers)
+        request = identify_request(texts, k, threshold, strip_role_markers)
         return _identifications(self.call("Identify", request, timeout=timeout))
 
     def identify_stream(
@@ -125,13 +164,15 @@ class LidClient(ServiceClient):
         without holding them. Indices are positions within each batch. No deadline unless `timeout` is
         given (a long job is the point), and no retries mid-stream.
         """
-        requests = (self._request(batch, k, threshold, strip_role_markers, str(n)) for n, batch in enumerate(batches))
+        requests = (
+            identify_request(batch, k, threshold, strip_role_markers, str(n)) for n, batch in enumerate(batches)
+        )
         responses = self.stub.IdentifyStream(requests, timeout=timeout)
         try:
             for response in responses:
                 yield _identifications(response)
         except grpc.RpcError as exc:
-            raise to_domain_error(exc) from exc
+            raise domain_error(exc) from exc
         finally:
             responses.cancel()
 
@@ -147,32 +188,64 @@ class LidClient(ServiceClient):
 
         `min_line_tokens=0` means the default, 5 (proto3 cannot tell 0 from unset); use 1 to check every line.
         """
-        request = lid_pb2.CheckLanguageRequest(
-            items=[
-                lid_pb2.LanguageCheck(text=data, expected_language=lang)
-                for data, (_, lang) in zip(_encode([text for text, _ in items], "items"), items, strict=True)
-            ],
-            min_line_tokens=min_line_tokens,
-            strip_role_markers=strip_role_markers,
-        )
-        out = []
-        for r in self.call("CheckLanguage", request, timeout=timeout).results:
-            field = r.status.field or None
-            error = (f"{field}: {r.status.message}" if field else r.status.message) if r.status.code else None
-            out.append(
-                LanguageCheck(
-                    index=r.index,
-                    line_pass_rate=r.line_pass_rate,
-                    lines_checked=r.lines_checked,
-                    lines_passed=r.lines_passed,
-                    detected=_prediction(r.detected) if r.HasField("detected") else None,
-                    passed=r.passed,
-                    error=error,
-                    field=field if error else None,
-                )
-            )
-        return out
+        request = check_request(items, min_line_tokens, strip_role_markers)
+        return checks(self.call("CheckLanguage", request, timeout=timeout))
 
     def model_info(self, *, timeout: float | None = None) -> ModelInfo:
-        info = self.call("GetModelInfo", lid_pb2.GetModelInfoRequest(), timeout=timeout)
-        return ModelInfo(**{field.name: getattr(info, field.name) for field in dataclasses.fields(ModelInfo)})
+        return model_info(self.call("GetModelInfo", lid_pb2.GetModelInfoRequest(), timeout=timeout))
+
+
+class AsyncLidClient(AsyncServiceClient):
+    """`LidClient` for asyncio (the judge's language gate)."""
+
+    stub_class = lid_pb2_grpc.LidServiceStub
+
+    async def identify(
+        self,
+        texts: Sequence[Text],
+        k: int = 1,
+        threshold: float = 0.0,
+        strip_role_markers: bool = False,
+        *,
+        timeout: float | None = None,
+    ) -> list[Identification]:
+        request = identify_request(texts, k, threshold, strip_role_markers)
+        return _identifications(await self.call("Identify", request, timeout=timeout))
+
+    async def identify_stream(
+        self,
+        batches: AsyncIterable[Sequence[Text]],
+        k: int = 1,
+        threshold: float = 0.0,
+        strip_role_markers: bool = False,
+        *,
+        timeout: float | None = None,
+    ) -> AsyncIterator[list[Identification]]:
+        async def requests():
+            n = 0
+            async for batch in batches:
+                yield identify_request(batch, k, threshold, strip_role_markers, str(n))
+                n += 1
+
+        call = self.stub.IdentifyStream(requests(), timeout=timeout)
+        try:
+            async for response in call:
+                yield _identifications(response)
+        except grpc.RpcError as exc:
+            raise domain_error(exc) from exc
+        finally:
+            call.cancel()
+
+    async def check_language(
+        self,
+        items: Sequence[tuple[Text, str]],
+        min_line_tokens: int = 5,
+        strip_role_markers: bool = False,
+        *,
+        timeout: float | None = None,
+    ) -> list[LanguageCheck]:
+        request = check_request(items, min_line_tokens, strip_role_markers)
+        return checks(await self.call("CheckLanguage", request, timeout=timeout))
+
+    async def model_info(self, *, timeout: float | None = None) -> ModelInfo:
+        return model_info(await self.call("GetModelInfo", lid_pb2.GetModelInfoRequest(), timeout=timeout))

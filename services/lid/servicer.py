@@ -19,17 +19,13 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
-from polyglot.v1 import common_pb2, lid_pb2, lid_pb2_grpc
+from polyglot.v1 import lid_pb2, lid_pb2_grpc
 
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, ItemError
+from services.common.status import item_status
 from services.lid.core import DEFAULT_MIN_LINE_TOKENS, LanguageIdentifier, Prediction
 
-_INVALID = 3  # grpc.StatusCode.INVALID_ARGUMENT, as ItemStatus.code
 SLICE_BYTES = 32 * 1024  # text predicted between two yields to the event loop: ~10 ms on one core
-
-
-def _status(error: InvalidArgument) -> common_pb2.ItemStatus:
-    return common_pb2.ItemStatus(code=_INVALID, message=error.message, field=error.field or "")
 
 
 def _prediction(p: Prediction) -> lid_pb2.LanguagePrediction:
@@ -93,7 +89,7 @@ class LidServicer(lid_pb2_grpc.LidServiceServicer):
         add_result = response.results.add
         for i, item in enumerate(raw):
             if type(item) is InvalidArgument:
-                add_result(index=i, status=_status(item))
+                add_result(index=i, status=item_status(item))
                 continue
             add_prediction = add_result(index=i).predictions.add
             for prob, label in item:
@@ -110,7 +106,7 @@ class LidServicer(lid_pb2_grpc.LidServiceServicer):
         for i, item in enumerate(raw):
             if type(item) is InvalidArgument:
                 counts.append(0)
-                add_error(index=i, status=_status(item))
+                add_error(index=i, status=item_status(item))
                 continue
             counts.append(len(item))
             for prob, label in item:
@@ -166,8 +162,9 @@ class LidServicer(lid_pb2_grpc.LidServiceServicer):
             if check.detected is not None:
                 result.detected.CopyFrom(_prediction(check.detected))
             if check.error is not None:
-                message = check.error.removeprefix(f"{check.field}: ")
-                result.status.CopyFrom(common_pb2.ItemStatus(code=_INVALID, message=message, field=check.field or ""))
+                # The core's check errors are all bad input; its text already names the field.
+                error = ItemError("INVALID_ARGUMENT", check.error.removeprefix(f"{check.field}: "), check.field)
+                result.status.CopyFrom(item_status(error))
         return response
 
     async def CheckLanguage(self, request, context):

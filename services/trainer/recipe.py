@@ -1,6 +1,6 @@
 """The paper's LoRA recipe, and how it becomes TRL/PEFT arguments.
 
-The recipe itself lives in the study config (`services.common.config.TrainingConfig`, §3.2 of the paper:
+The recipe itself lives in the study config (`services.trainer.config.TrainingConfig`, §3.2 of the paper:
 r 64, alpha 16, dropout 0.05 on all linear layers but `lm_head`; lr 1e-5 with a cosine schedule, warm-up
 ratio 0.03, weight decay 0.05, max grad norm 0.3; 2,000 steps of effective batch 64; sequences cut at 1,024
 tokens). `TrainingRecipe` only adds the run-control knobs the trainer service needs (how often to log and
@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from services.common.config import TrainingConfig
 from services.common.errors import InvalidArgument
+from services.trainer.config import TrainingConfig
 
 # Where a core field is spelt differently in `polyglot.v1.Hyperparameters`: errors name the request field.
 PROTO_NAMES = {"lora_target_modules": "target_modules", "merge_adapter": "merge"}

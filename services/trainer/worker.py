@@ -33,13 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from services.common.errors import NotFound
-from services.common.store import open_object, open_store
+from services.common.store import cached_dir, fetch_dir_cached, open_object, open_store
 from services.common.store.base import ArtifactStore, dumps_json, sha256_file, write_file_atomically
 from services.trainer.schema import WorkerTask
 
 CHECKPOINTS = "checkpoints"
 LATEST = f"{CHECKPOINTS}/latest.json"
-COMPLETE_MARKER = ".polyglot-complete"
 
 
 # -- plumbing shared with the service ----------------------------------------------------------------
@@ -114,14 +113,9 @@ def fetch_base_model(task: WorkerTask, download: bool) -> str:
     ref = task.spec.base_model
     if "://" not in ref:
         return ref  # a local directory or a hub id (resolved from the HF cache when offline)
-    import hashlib
-
-    dest = Path(task.cache_dir) / "base-models" / hashlib.sha256(ref.encode()).hexdigest()[:24]
-    if download and not (dest / COMPLETE_MARKER).exists():
-        shutil.rmtree(dest, ignore_errors=True)
-        open_store(ref).get_dir("", dest)
-        (dest / COMPLETE_MARKER).write_text(ref)
-    return str(dest)
+    store, cache = open_store(ref), Path(task.cache_dir) / "base-models"
+    # Ranks other than 0 only need the path: rank 0 fetches while they wait.
+    return str(fetch_dir_cached(store, "", cache) if download else cached_dir(store, "", cache))
 
 
 def fetch_checkpoint(task: WorkerTask, store: ArtifactStore, run_dir: Path, download: bool) -> tuple[Path | None, int]:

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from flows.config import load_config
 from flows.local import materialise_models, prefect_env, service_env
-from services.common.config import load_config
+from services.common.catalog import SERVICES
 from services.common.local import LocalServices
 from services.common.store import open_store
 
 CONFIG = Path(__file__).with_name("study_e2e.yaml")
-SERVICES = ("lid", "generator", "judge", "trainer")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
@@ -66,7 +66,7 @@ class Study:
     def command(self, run: str) -> list[str]:
         sets = [f"--set={k}={v}" for k, v in self.overrides_for(run).items()]
         return [
-            sys.executable, "-m", "services.cli", "study", "run", str(CONFIG), "--no-services",
+            sys.executable, "-m", "flows.cli", "study", "run", str(CONFIG), "--no-services",
             "--state-dir", str(self.tmp / "state"), "--out", str(self.tmp / f"report-{run}"), *sets,
         ]  # fmt: skip
 

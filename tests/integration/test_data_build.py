@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from flows.cli import app
+from flows.config import load_config
 from flows.data.build import build_mixes, read_mix
 from flows.data.labelling import core_labeller, service_labeller
-from services.cli import app
-from services.common.config import load_config
 from services.common.store import open_store
 
 runner = CliRunner()

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from flows.config import parse_config
 from flows.data.build import build_eval_sets, build_mixes, read_eval_set, read_mix
 from flows.data.labelling import core_labeller
 from flows.data.translation import judge_translator
-from services.common.config import parse_config
 from services.common.errors import FailedPrecondition
 from services.common.store import open_store
 from services.judge.client import JudgeClient

@@ -1,4 +1,4 @@
-"""`polyglot serve lid` as a real process: embedded default, explicit path, env, and start-up failures."""
+"""`polyglot-serve lid` as a real process: embedded default, explicit path, env, and start-up failures."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def free_port() -> int:
 
 def serve(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "services.cli", "serve", "lid", "--port", str(port), "--metrics-port", "0", *args]
+    cmd = [sys.executable, "-m", "services.common.serve", "lid", "--port", str(port), "--metrics-port", "0", *args]
     # Wide console: rich would otherwise fold a long path in the error message.
     full_env = {**os.environ, "COLUMNS": "400", **(env or {})}
     proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

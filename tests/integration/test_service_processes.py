@@ -9,15 +9,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from services.cli import SERVICES
+from services.common.catalog import SERVICES
 from services.common.local import LocalServices
-
-EXPECTED = {
-    "lid": "polyglot.v1.LidService",
-    "generator": "polyglot.v1.GeneratorService",
-    "judge": "polyglot.v1.JudgeService",
-    "trainer": "polyglot.v1.TrainerService",
-}
 
 
 def _free_port() -> int:
@@ -41,16 +34,16 @@ def test_health_serving_and_reflection_lists_services(running, name):
     address = running.addresses[name]
     with grpc.insecure_channel(address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        for service in ("", EXPECTED[name]):
+        for service in ("", SERVICES[name].grpc_service):
             reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
         # A client with no generated Polyglot stubs: everything it learns comes from reflection.
         db = ProtoReflectionDescriptorDatabase(channel)
         services = set(db.get_services())
-        assert EXPECTED[name] in services
+        assert SERVICES[name].grpc_service in services
         assert "grpc.health.v1.Health" in services
-        methods = [m.name for m in db.FindFileContainingSymbol(EXPECTED[name]).service[0].method]
-        assert methods, f"{EXPECTED[name]} exposes no methods through reflection"
+        methods = [m.name for m in db.FindFileContainingSymbol(SERVICES[name].grpc_service).service[0].method]
+        assert methods, f"{SERVICES[name].grpc_service} exposes no methods through reflection"
 
 
 @pytest.mark.slow

@@ -11,11 +11,11 @@ import json
 import statistics
 
 import pytest
-from polyglot.v1 import trainer_pb2 as pb
 
 from services.common import errors
 from services.common.store import open_object, open_store
 from services.trainer.client import TrainerClient
+from services.trainer.schema import Job, JobState, Progress
 from tests.fixtures.trainer import TINY_RECIPE, write_jsonl
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,7 @@ def test_bad_input_is_refused_at_submit_naming_the_field(
         ({"dataset_uri": trainer_artifacts.uri("datasets/missing.jsonl")}, errors.NotFound, "spec.dataset_uri"),
         ({"dataset_uri": empty}, errors.InvalidArgument, "spec.dataset_uri"),
         ({"dataset_uri": not_chat}, errors.InvalidArgument, "row 1 (line 2)"),
-        ({"hyperparameters": {"learning_rate": 0.0}}, errors.InvalidArgument, "spec.hyperparameters.learning_rate"),
+        ({"training": {"learning_rate": 0.0}}, errors.InvalidArgument, "spec.hyperparameters.learning_rate"),
         ({"base_model": "nobody/no-such-model"}, errors.InvalidArgument, "spec.base_model"),
         ({"base_model": str(tmp_path / "nothing")}, errors.NotFound, "spec.base_model"),
         ({"output_uri": "file:///proc/polyglot/out"}, errors.InvalidArgument, "spec.output_uri"),
@@ -68,8 +68,7 @@ def test_a_job_trains_streams_progress_and_stores_a_loadable_adapter(
         "dataset_uri": oasst_dataset_uri,
         "output_uri": output_uri,
         "idempotency_key": "acceptance",
-        "hyperparameters": TINY_RECIPE,
-        "merge": True,
+        "training": {**TINY_RECIPE, "merge_adapter": True},
         "labels": {"test": "acceptance"},
     }
     with trainer_service() as address, TrainerClient(address) as client:
@@ -77,14 +76,14 @@ def test_a_job_trains_streams_progress_and_stores_a_loadable_adapter(
         events = list(client.watch(job.id, timeout=280))
         listed = client.list(labels={"test": "acceptance"})
 
-    final = events[-1].job
-    assert final.state == pb.JOB_STATE_SUCCEEDED, final.error
-    states = [e.job.state for e in events if e.HasField("job")]
-    assert pb.JOB_STATE_RUNNING in states and states[-1] == pb.JOB_STATE_SUCCEEDED
+    final = events[-1]
+    assert final.state == JobState.SUCCEEDED, final.error
+    states = [e.state for e in events if isinstance(e, Job)]
+    assert JobState.RUNNING in states and states[-1] == JobState.SUCCEEDED
     assert [j.id for j in listed] == [job.id]
 
     # Progress: every step reported in order (logging_every=1), with loss, lr, throughput and ETA.
-    logs = [e.progress for e in events if e.HasField("progress") and e.progress.loss]
+    logs = [e for e in events if isinstance(e, Progress) and e.loss]
     assert [p.step for p in logs] == list(range(1, 25))
     assert all(p.total_steps == 24 and p.tokens_per_second > 0 and p.learning_rate > 0 for p in logs)
     assert logs[-1].eta_seconds == 0 and logs[0].eta_seconds > 0
@@ -122,6 +121,6 @@ def test_a_job_trains_streams_progress_and_stores_a_loadable_adapter(
     # The job outlives the service: a new one on the same state dir knows it, and the key still names it.
     with trainer_service() as address, TrainerClient(address) as client:
         again = client.get(job.id)
-        assert again.state == pb.JOB_STATE_SUCCEEDED and again.outputs["adapter"].uri == final.outputs["adapter"].uri
+        assert again.state == JobState.SUCCEEDED and again.outputs["adapter"].uri == final.outputs["adapter"].uri
         resubmitted = client.submit(**submit)
-        assert (resubmitted.id, resubmitted.state, resubmitted.attempts) == (job.id, pb.JOB_STATE_SUCCEEDED, 1)
+        assert (resubmitted.id, resubmitted.state, resubmitted.attempts) == (job.id, JobState.SUCCEEDED, 1)

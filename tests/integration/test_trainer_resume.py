@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from polyglot.v1 import trainer_pb2 as pb
 
 from services.common.store import open_store
 from services.trainer.client import TrainerClient
+from services.trainer.schema import JobState, Progress
 from tests.fixtures.trainer import TINY_RECIPE, guanaco_rows, write_jsonl
 
 pytestmark = pytest.mark.slow
@@ -53,33 +53,33 @@ def test_a_killed_worker_resumes_from_its_s3_checkpoint_when_resubmitted(
         "dataset_uri": write_jsonl(store, "datasets/oasst/train.jsonl", guanaco_rows(shared_dir, 64)),
         "output_uri": store.uri("models/resume"),
         "idempotency_key": "resume-me",
-        "hyperparameters": {**TINY_RECIPE, "max_steps": 18, "checkpoint_every": 6},
+        "training": {**TINY_RECIPE, "max_steps": 18, "checkpoint_every": 6},
     }
     with trainer_service() as address, TrainerClient(address) as client:
         job = client.submit(**submit)
         pid = _wait_until(lambda: _record(tmp_path, job.id)["worker_pid"], what="the worker's pid")
         for event in client.watch(job.id, timeout=240):
             # Step 7 is logged after checkpoint 6 is in S3 (at each step the trainer logs, then saves).
-            if event.HasField("progress") and event.progress.step >= 7:
+            if isinstance(event, Progress) and event.step >= 7:
                 os.kill(pid, signal.SIGKILL)
                 break
         failed = client.wait(job.id, timeout=60)
-        assert failed.state == pb.JOB_STATE_FAILED and "SIGKILL" in failed.error
-        assert client.get(job.id).state == pb.JOB_STATE_FAILED  # the service itself is fine
+        assert failed.state == JobState.FAILED and "SIGKILL" in failed.error
+        assert client.get(job.id).state == JobState.FAILED  # the service itself is fine
     checkpoint_step = store.get_json("models/resume/checkpoints/latest.json")["step"]
     assert 6 <= checkpoint_step < 18
 
     with trainer_service() as address, TrainerClient(address) as client:  # a fresh service, same state dir
-        assert client.get(job.id).state == pb.JOB_STATE_FAILED
+        assert client.get(job.id).state == JobState.FAILED
         again = client.submit(**submit)
         assert again.id == job.id
         events = list(client.watch(job.id, timeout=240))
         jobs = client.list()
 
-    final = events[-1].job
-    assert final.state == pb.JOB_STATE_SUCCEEDED, final.error
+    final = events[-1]
+    assert final.state == JobState.SUCCEEDED, final.error
     assert final.attempts == 2 and final.progress.step == 18
-    steps = [e.progress.step for e in events if e.HasField("progress")]
+    steps = [e.step for e in events if isinstance(e, Progress)]
     assert steps[0] == checkpoint_step and steps[-1] == 18  # the step count continues from the checkpoint
     assert [j.id for j in jobs] == [job.id]  # no duplicate job
     card = store.get_json("models/resume/card.json")
@@ -100,13 +100,13 @@ def test_stop_requeues_a_running_job_and_cancel_stops_running_and_queued_jobs(
             dataset_uri=oasst_dataset_uri,
             output_uri=(tmp_path / name).as_uri(),
             idempotency_key=name,
-            hyperparameters={**TINY_RECIPE, "max_steps": 10_000},
+            training={**TINY_RECIPE, "max_steps": 10_000},
         )
 
     with trainer_service(max_concurrent_jobs=1) as address, TrainerClient(address) as client:
         first, second = submit(client, "first"), submit(client, "second")
-        _wait_until(lambda: client.get(first.id).state == pb.JOB_STATE_RUNNING, what="first running")
-        assert client.get(second.id).state == pb.JOB_STATE_QUEUED  # one job at a time
+        _wait_until(lambda: client.get(first.id).state == JobState.RUNNING, what="first running")
+        assert client.get(second.id).state == JobState.QUEUED  # one job at a time
         pid = _wait_until(lambda: _record(tmp_path, first.id)["worker_pid"], what="worker pid")
     # The service stopped: its worker is gone and the job waits to resume.
     assert not _alive(pid)
@@ -116,8 +116,8 @@ def test_stop_requeues_a_running_job_and_cancel_stops_running_and_queued_jobs(
     with trainer_service(max_concurrent_jobs=1) as address, TrainerClient(address) as client:
         _wait_until(lambda: client.get(first.id).attempts == 2, what="first relaunched")
         pid = _wait_until(lambda: _record(tmp_path, first.id)["worker_pid"], what="worker pid")
-        assert client.cancel(second.id).state == pb.JOB_STATE_CANCELLED
+        assert client.cancel(second.id).state == JobState.CANCELLED
         cancelled = client.cancel(first.id)
-        assert cancelled.state == pb.JOB_STATE_CANCELLED and cancelled.finished_at.seconds > 0
+        assert cancelled.state == JobState.CANCELLED and cancelled.finished_at is not None
         assert not _alive(pid)
-        assert {j.state for j in client.list()} == {pb.JOB_STATE_CANCELLED}
+        assert {j.state for j in client.list()} == {JobState.CANCELLED}

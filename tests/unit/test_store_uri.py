@@ -119,7 +119,8 @@ def test_prefixes_may_be_empty_or_partial():
 
 
 def test_register_a_backend_by_scheme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(uri_module, "_BACKENDS", dict(uri_module._BACKENDS))
+    # A private copy of the registry's table, so that "scratch" is gone after the test.
+    monkeypatch.setattr(uri_module.SCHEMES, "_entries", dict(uri_module.SCHEMES._entries))
 
     @register_backend("scratch")
     class ScratchStore(LocalStore):
@@ -133,6 +134,14 @@ def test_register_a_backend_by_scheme(tmp_path: Path, monkeypatch: pytest.Monkey
     assert isinstance(store, ScratchStore) and backend_for("SCRATCH") is ScratchStore
     store.put_bytes("k", b"v")
     assert (tmp_path / "one" / "k").read_bytes() == b"v"
+    # Schemes live in the one registry: no silent replacement, and only stores are accepted.
+    with pytest.raises(ValueError, match="store scheme 'scratch' is already registered"):
+        register_backend("Scratch", LocalStore)
+    with pytest.raises(TypeError, match="store scheme 'nostore'"):
+        register_backend("nostore", StoreLocation)
+    register_backend("lazy", "pathlib:Path")
+    with pytest.raises(TypeError, match="store scheme 'lazy'"):
+        open_store("lazy://x")
 
 
 def test_backends_load_lazily():

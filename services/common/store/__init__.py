@@ -2,12 +2,15 @@
 
 `open_store("s3://artifacts/study1")` (or `"file:///data/artifacts"`, or a plain path) returns an
 `ArtifactStore`; e.g. `store.put_json("datasets/mix/ab12/manifest.json", {...})`, then
-`store.get_dir("models/llama/mix/cd34", "/tmp/model")`.
+`store.get_dir("models/llama/mix/cd34", "/tmp/model")`, or `fetch_dir_cached(store, prefix, cache_root)`
+for a directory downloaded once into a local cache. Schemes are registered in `SCHEMES`.
 """
 
 from services.common.store.base import ArtifactStore, ObjectInfo, validate_key, validate_prefix
+from services.common.store.cache import cached_dir, fetch_dir_cached
 from services.common.store.local import LocalStore
 from services.common.store.uri import (
+    SCHEMES,
     StoreLocation,
     backend_for,
     open_object,
@@ -21,8 +24,11 @@ __all__ = [
     "LocalStore",
     "ObjectInfo",
     "S3Store",
+    "SCHEMES",
     "StoreLocation",
     "backend_for",
+    "cached_dir",
+    "fetch_dir_cached",
     "open_object",
     "open_store",
     "parse_uri",

@@ -1,6 +1,6 @@
 """The artifact store interface: keys, object metadata and the operations every backend offers.
 
-Every step of the study reads its inputs from and writes its outputs to the store (ARCHITECTURE.md),
+Every step of the study reads its inputs from and writes its outputs to the store (docs/artifact-keys.md),
 and "already done?" is "does the key exist?". That only holds if no reader ever sees a half-written
 object, so each backend makes a put visible all at once, and every object carries the SHA-256 of its
 content so that artifacts can be identified and compared without downloading them.

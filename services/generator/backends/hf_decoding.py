@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import LogitsProcessor, StoppingCriteria
@@ -87,30 +89,23 @@ class RowSampler(LogitsProcessor):
         return out
 
 
+@dataclass(eq=False)
 class RowStopper(StoppingCriteria):
     """Marks rows done and resolves their futures the step they finish."""
 
-    def __init__(
-        self,
-        tokenizer,
-        prompts: list[tuple[int, ...]],
-        params: list[SamplingParams],
-        futures: list[Future],
-        prompt_width: int,
-        eos_ids: set[int],
-        on_done: Callable[[int], None] | None = None,
-    ):
-        self.tokenizer = tokenizer
-        self.prompts = prompts
-        self.params = params
-        self.futures = futures
-        self.prompt_width = prompt_width
-        self.eos_ids = eos_ids
-        self.done = [f.done() for f in futures]
-        self.on_done = on_done
+    tokenizer: Any
+    prompts: list[tuple[int, ...]]
+    params: list[SamplingParams]
+    futures: list[Future]
+    prompt_width: int
+    eos_ids: set[int]
+    on_done: Callable[[int], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.done = [f.done() for f in self.futures]
         # A stop string of n characters lies within the last n + a few tokens (a token has ≥ 1 character;
         # byte-fallback pieces need a few more), so each step decodes only that tail to look for it.
-        self.tails = [max((len(s) for s in p.stop), default=0) + 4 for p in params]
+        self.tails = [max((len(s) for s in p.stop), default=0) + 4 for p in self.params]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
         generated = input_ids[:, self.prompt_width:].tolist()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from flows.config import parse_config
 from flows.data.build import (
-    DATA_VERSION,
     EvalSetBuilder,
     MixBuilder,
     build_eval_sets,
@@ -19,7 +19,7 @@ from flows.data.build import (
 )
 from flows.data.labelling import Labeller, core_labeller
 from flows.data.translation import Translator
-from services.common.config import parse_config
+from flows.keys import DATA_VERSION
 from services.common.errors import FailedPrecondition
 from services.common.store import open_store
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flows.config import MixRecipe
 from flows.data.build import jsonl_bytes
 from flows.data.labelling import LabelledConversation
 from flows.data.mixes import InsufficientData, MixPlanner, mix_rows
-from services.common.config import MixRecipe
 
 ORDER = ["es", "ru", "de", "zh", "fr"]
 THRESHOLD = 0.8

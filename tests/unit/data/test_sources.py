@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from flows.config import ConversationSource
 from flows.data.sources import content_hash, from_records, load_conversations, read_hub, read_jsonl
-from services.common.config import ConversationSource
 from services.common.errors import InvalidArgument, NotFound
 
 

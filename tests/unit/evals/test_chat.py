@@ -8,15 +8,14 @@ from pathlib import Path
 import pytest
 
 from flows.data.translation import Translator
-from flows.evals import TASKS
-from services.common.config import ChatTask
+from flows.evals import TASKS, TaskOptions
 from services.common.errors import FailedPrecondition
 
 
 @pytest.fixture
-def config(shared_dir: Path) -> ChatTask:
+def config(shared_dir: Path) -> TaskOptions:
     data = shared_dir / "data"
-    return ChatTask(
+    return TASKS.get("chat").options(
         languages=["en", "es", "zh", "de"],
         sample_size=300,
         prompt_sets=["alpaca_eval"],
@@ -26,7 +25,7 @@ def config(shared_dir: Path) -> ChatTask:
     )
 
 
-def test_paper_sample_of_300_same_questions_in_each_language(config: ChatTask):
+def test_paper_sample_of_300_same_questions_in_each_language(config: TaskOptions):
     task = TASKS.get("chat")
     en = task.build_items(config, "en", seed=42)
     es = task.build_items(config, "es", seed=42)
@@ -38,7 +37,7 @@ def test_paper_sample_of_300_same_questions_in_each_language(config: ChatTask):
     assert {i.source for i in es} == {"alpaca_eval:human"}
 
 
-def test_omgeval_lines_line_up_with_alpaca_eval_indices(config: ChatTask, shared_dir: Path):
+def test_omgeval_lines_line_up_with_alpaca_eval_indices(config: TaskOptions, shared_dir: Path):
     task = TASKS.get("chat")
     small = config.model_copy(update={"sample_size": None})
     en = {i.id: i.instruction for i in task.build_items(small, "en", seed=42)}
@@ -57,7 +56,7 @@ def test_omgeval_lines_line_up_with_alpaca_eval_indices(config: ChatTask, shared
     assert "MFCC" in en["alpaca_eval/166"] and "MFCC" in zh["alpaca_eval/166"] and "MFCC" in es["alpaca_eval/166"]
 
 
-def test_languages_without_human_prompts_are_translated(config: ChatTask):
+def test_languages_without_human_prompts_are_translated(config: TaskOptions):
     task = TASKS.get("chat")
     calls = []
 
@@ -72,12 +71,12 @@ def test_languages_without_human_prompts_are_translated(config: ChatTask):
     assert [i.id for i in de] == [i.id for i in en]
     assert all(d.instruction == f"[de] {e.instruction}" for d, e in zip(de, en, strict=True))
     assert {i.source for i in de} == {"alpaca_eval:mt", "oasst_prompts:mt"}
-    assert task.needs_translation(small, "de") and not task.needs_translation(small, "es")
+    assert task.hook_module.needs_translation(small, "de") and not task.hook_module.needs_translation(small, "es")
     with pytest.raises(FailedPrecondition, match="need the judge service's Translate"):
         task.build_items(small, "de", seed=42)
 
 
-def test_oasst_prompts_aligned_by_id(config: ChatTask):
+def test_oasst_prompts_aligned_by_id(config: TaskOptions):
     task = TASKS.get("chat")
     oasst = config.model_copy(update={"prompt_sets": ["oasst_prompts"], "sample_size": 10})
     by_lang = {lang: task.build_items(oasst, lang, seed=42) for lang in ("en", "fr", "bg", "ru")}

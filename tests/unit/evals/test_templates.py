@@ -7,7 +7,6 @@ import pytest
 from flows.evals import TASKS
 from flows.evals.language_data import languages, table
 from services.common import languages as registry
-from services.common.config.evaluation import XCSQA_LANGUAGES, XNLI_LANGUAGES, XQUAD_LANGUAGES
 
 STUDY = registry.codes(registry.STUDY_LANGUAGES)
 
@@ -19,7 +18,7 @@ def test_keys_are_registry_codes(name: str):
 
 
 def test_xquad_covers_the_13_study_languages_and_xquads_own():
-    assert set(STUDY) | set(XQUAD_LANGUAGES.split()) <= set(languages("xquad"))
+    assert set(STUDY) | set(TASKS.get("xquad").languages) <= set(languages("xquad"))
     for code, data in table("xquad").items():
         assert "{passage}" in data["template"] and "{question}" in data["template"], code
         assert data["prefix"].strip() and not data["prefix"].endswith(" "), code
@@ -29,12 +28,12 @@ def test_xquad_covers_the_13_study_languages_and_xquads_own():
 
 def test_xcsqa_and_xnli_cover_their_benchmarks_languages():
     in_registry = {
-        code for code in XCSQA_LANGUAGES.split() if registry.resolve(code) and registry.resolve(code).code == code
+        code for code in TASKS.get("xcsqa").languages if registry.resolve(code) and registry.resolve(code).code == code
     }
     assert in_registry <= set(languages("xcsqa"))
     for code, data in table("xcsqa").items():
         assert "{question}" in data["template"] and "{options}" in data["template"] and data["prefix"], code
-    assert set(XNLI_LANGUAGES.split()) == set(languages("xnli"))
+    assert set(TASKS.get("xnli").languages) == set(languages("xnli"))
     assert all(
         set(words) == {"question_word", "entailment", "neutral", "contradiction"} for words in table("xnli").values()
     )

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from flows.evals import TASKS
-from services.common.config import XcsqaTask
 from services.common.errors import InvalidArgument, NotFound
 
 RECORDS = {
@@ -60,7 +59,7 @@ def write_xcsqa(root: Path, layout: str = "release") -> Path:
 
 @pytest.mark.parametrize("layout", ["release", "flat"])
 def test_prompts_options_and_gold(tmp_path: Path, layout: str):
-    config = XcsqaTask(languages=["en", "de"], sample_size=2, data_dir=write_xcsqa(tmp_path, layout))
+    config = TASKS.get("xcsqa").options(languages=["en", "de"], sample_size=2, data_dir=write_xcsqa(tmp_path, layout))
     task = TASKS.get("xcsqa")
     en, de = task.build_items(config, "en", seed=42), task.build_items(config, "de", seed=42)
     assert [i.id for i in en] == [i.id for i in de] and len(en) == 2
@@ -72,7 +71,7 @@ def test_prompts_options_and_gold(tmp_path: Path, layout: str):
 
 
 def test_scoring_extracts_the_letter(tmp_path: Path):
-    config = XcsqaTask(languages=["en"], data_dir=write_xcsqa(tmp_path))
+    config = TASKS.get("xcsqa").options(languages=["en"], data_dir=write_xcsqa(tmp_path))
     task = TASKS.get("xcsqa")
     items = {i.id: i for i in task.build_items(config, "en", seed=42)}
     assert task.score(items["q2"], " B") == {"accuracy": 1.0}
@@ -84,9 +83,9 @@ def test_scoring_extracts_the_letter(tmp_path: Path):
 def test_bad_files_are_named(tmp_path: Path):
     task = TASKS.get("xcsqa")
     with pytest.raises(InvalidArgument, match="no hub copy"):
-        task.build_items(XcsqaTask(languages=["en"]), "en", seed=42)
+        task.build_items(TASKS.get("xcsqa").options(languages=["en"]), "en", seed=42)
     with pytest.raises(NotFound, match="en/dev.jsonl"):
-        task.build_items(XcsqaTask(languages=["en"], data_dir=tmp_path), "en", seed=42)
+        task.build_items(TASKS.get("xcsqa").options(languages=["en"], data_dir=tmp_path), "en", seed=42)
     (tmp_path / "en.jsonl").write_text('{"id": "x", "question": {"stem": "?", "choices": []}, "answerKey": "A"}\n')
     with pytest.raises(InvalidArgument, match=r"en.jsonl:1: answerKey 'A' is not a choice label"):
-        task.build_items(XcsqaTask(languages=["en"], data_dir=tmp_path), "en", seed=42)
+        task.build_items(TASKS.get("xcsqa").options(languages=["en"], data_dir=tmp_path), "en", seed=42)

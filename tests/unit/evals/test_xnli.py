@@ -12,7 +12,6 @@ import yaml
 from flows.evals import TASKS
 from flows.evals.language_data import languages
 from flows.evals.xnli import LABELS, continuations, read_tsv
-from services.common.config import XnliTask
 
 
 def lm_eval_choices(language: str, premise: str, hypothesis: str) -> list[str]:
@@ -36,7 +35,7 @@ def test_continuations_match_lm_eval(shared_dir: Path, language: str):
 
 
 def test_items_are_parallel_and_scored_by_argmax(shared_dir: Path):
-    config = XnliTask(languages=["en", "de"], sample_size=5, data_dir=shared_dir / "data/xnli")
+    config = TASKS.get("xnli").options(languages=["en", "de"], sample_size=5, data_dir=shared_dir / "data/xnli")
     task = TASKS.get("xnli")
     en = task.build_items(config, "en", seed=42)
     de = task.build_items(config, "de", seed=42)
@@ -53,5 +52,6 @@ def test_items_are_parallel_and_scored_by_argmax(shared_dir: Path):
     with pytest.raises(ValueError):
         task.score(item, [-1.0])
     assert task.method == "loglikelihood" and task.metric_names() == ("accuracy",)
-    full = task.build_items(XnliTask(languages=["en"], data_dir=shared_dir / "data/xnli"), "en", seed=42)
+    every_item = task.options(languages=["en"], data_dir=shared_dir / "data/xnli")
+    full = task.build_items(every_item, "en", seed=42)
     assert len(full) == 2490

@@ -6,19 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from flows.evals import TASKS
+from flows.evals import TASKS, TaskOptions
 from flows.evals.language_data import entry
 from flows.evals.xquad import read_squad_json
-from services.common.config import XquadTask
 from services.common.errors import InvalidArgument, NotFound
 
 
 @pytest.fixture
-def config(shared_dir: Path) -> XquadTask:
-    return XquadTask(languages=["en", "de", "zh"], sample_size=3, data_dir=shared_dir / "data/xquad")
+def config(shared_dir: Path) -> TaskOptions:
+    return TASKS.get("xquad").options(languages=["en", "de", "zh"], sample_size=3, data_dir=shared_dir / "data/xquad")
 
 
-def test_modes_and_forced_prefix(config: XquadTask):
+def test_modes_and_forced_prefix(config: TaskOptions):
     task = TASKS.get("xquad")
     items = task.build_items(config, "de", seed=42)
     en_xx = [i for i in items if i.mode == "en:xx"]
@@ -34,7 +33,7 @@ def test_modes_and_forced_prefix(config: XquadTask):
     assert xx_xx[0].prompt.startswith("### Human: Lies den Text") and "\n\nFrage: " in xx_xx[0].prompt
 
 
-def test_same_questions_in_every_language_and_answers_from_the_file(config: XquadTask, shared_dir: Path):
+def test_same_questions_in_every_language_and_answers_from_the_file(config: TaskOptions, shared_dir: Path):
     task = TASKS.get("xquad")
     by_lang = {lang: task.build_items(config, lang, seed=42) for lang in config.languages}
     assert len({tuple(i.id for i in items) for items in by_lang.values()}) == 1
@@ -45,14 +44,14 @@ def test_same_questions_in_every_language_and_answers_from_the_file(config: Xqua
     assert task.build_items(config, "de", seed=7) != by_lang["de"]  # the seed draws the sample
 
 
-def test_scores_through_the_task(config: XquadTask):
+def test_scores_through_the_task(config: TaskOptions):
     task = TASKS.get("xquad")
     item = task.build_items(config, "de", seed=42)[0]
     assert task.score(item, f" „{item.answers[0]}“, weil es im Text steht.") == {"em": 1.0, "f1": 1.0}
     assert task.score(item, " keine Ahnung") == {"em": 0.0, "f1": 0.0}
 
 
-def test_missing_language_data_is_named(config: XquadTask):
+def test_missing_language_data_is_named(config: TaskOptions):
     task = TASKS.get("xquad")
     with pytest.raises(NotFound, match="xquad.sv.json"):
         task.build_items(config, "sv", seed=42)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flows.config import StudyConfig, load_config
 from flows.results import ItemResult
-from services.common.config import StudyConfig, load_config
 
 REPO = Path(__file__).resolve().parents[3]
 

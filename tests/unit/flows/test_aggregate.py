@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from flows.aggregate import Aggregate, aggregate, cluster_bootstrap, holm, paired_tests, summarize
+from flows.config import ReportConfig
 from flows.results import ItemResult
-from services.common.config import ReportConfig
 from tests.unit.flows.conftest import make_records
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from services.cli import app
+from flows.cli import app
+from flows.config import load_config
 from services.common import languages
-from services.common.config import load_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[3] / "configs").glob("*.yaml"))
 
@@ -32,7 +32,7 @@ def test_paper_llama2_7b_is_the_full_grid(paper_cfg):
     assert [m.model for m in paper_cfg.base_models] == ["meta-llama/Llama-2-7b-hf"]
     assert paper_cfg.data.mixes.build == ["mono", "multi-2", "multi-3", "multi-4", "multi-5", "multi-6", "full"]
     assert paper_cfg.data.conversations.source == "timdettmers/openassistant-guanaco"
-    tasks = paper_cfg.evaluation.tasks.enabled()
+    tasks = paper_cfg.evaluation.tasks
     assert list(tasks) == ["chat", "xquad", "xcsqa", "xnli"]
     assert tasks["chat"].languages == list(languages.codes(languages.STUDY_LANGUAGES))  # all 13
     assert paper_cfg.seeds == [0, 42, 723]
@@ -44,7 +44,7 @@ def test_paper_side_studies(repo_root):
     mt = load_config(repo_root / "configs" / "paper-mt.yaml")
     assert {s.name for s in mt.data.mixes.specs() if s.machine_translated} == {f"multi-{i}-mt" for i in range(2, 7)}
     big = load_config(repo_root / "configs" / "paper-llama2-70b.yaml")
-    assert list(big.evaluation.tasks.enabled()) == ["chat"]
+    assert list(big.evaluation.tasks) == ["chat"]
     (model,) = big.base_models
     assert (model.model, model.backend, model.tensor_parallel_size) == ("meta-llama/Llama-2-70b-hf", "vllm", 4)
     falcon = load_config(repo_root / "configs" / "paper-falcon-7b.yaml")

@@ -7,8 +7,8 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 
 from flows.aggregate import summarize
+from flows.config import parse_mix
 from flows.figures import PIPELINE_CHECK_NOTE, bar_figure, in_tuning_data, render_figures, tuning_languages
-from services.common.config import parse_mix
 from tests.unit.flows.conftest import make_records
 
 ORDER = ("es", "ru", "de", "zh", "fr")

@@ -7,8 +7,8 @@ import json
 import pytest
 from rich.console import Console
 
+from flows.config import BaseModelConfig
 from flows.plan import Assumptions, estimate_params_b, plan_study, render_plan
-from services.common.config import BaseModelConfig
 
 
 def by_task(plan):
@@ -70,7 +70,7 @@ def test_assumptions_are_overridable_and_scale_the_estimates(paper_cfg):
 
 
 def test_machine_translated_mixes_need_translations(repo_root):
-    from services.common.config import load_config
+    from flows.config import load_config
 
     plan = plan_study(load_config(repo_root / "configs" / "paper-mt.yaml"))
     mt = [t for t in plan.translations if t.purpose.startswith("mix ")]

@@ -9,10 +9,10 @@ from html import unescape
 import pytest
 
 from flows.aggregate import aggregate
+from flows.config import ReportConfig
 from flows.figures import render_figures
 from flows.report import render_report
 from flows.results import ItemResult
-from services.common.config import ReportConfig
 from tests.unit.flows.conftest import make_records
 
 VERSIONS = [("python", "3.11"), ("numpy", "2.4.6")]

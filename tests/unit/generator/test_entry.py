@@ -47,7 +47,7 @@ def test_settings_come_from_the_environment(monkeypatch):
 
 
 def test_bad_cli_option_exits_2_naming_it():
-    from services.cli import app
+    from flows.cli import app
 
     result = CliRunner().invoke(app, ["serve", "generator", "--backend", "tgi"])
     assert result.exit_code == 2

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from services.cli import app
+from flows.cli import app
 from services.trainer.settings import TrainerSettings
 
 

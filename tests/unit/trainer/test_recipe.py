@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.config import TrainingConfig
 from services.common.errors import InvalidArgument
+from services.trainer.config import TrainingConfig
 from services.trainer.recipe import TrainingRecipe, build_recipe
 
 PAPER = {

@@ -7,7 +7,7 @@ from polyglot.v1 import trainer_pb2 as pb
 
 from services.common.errors import InvalidArgument
 from services.trainer.schema import Artifact, Job, JobState
-from services.trainer.servicer import job_to_proto, overrides_from_proto, spec_from_proto, spec_to_proto
+from services.trainer.wire import job_to_proto, overrides_from_proto, spec_from_proto, spec_to_proto
 
 
 def _spec(**hp) -> pb.JobSpec:

@@ -1,8 +1,7 @@
-"""The config's documentation and identity: its JSON schema, a field reference, and a stable hash."""
+"""The study config's documentation: its JSON schema and a field reference (hashing: services.common.config)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import types
 import typing
@@ -11,28 +10,27 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
-from services.common.config.schema import StudyConfig
+from flows.config.evaluation import EvaluationConfig
+from flows.config.schema import StudyConfig
+from flows.evals import TASKS
 from services.common.config.types import Section
+
+
+def _task_options() -> dict[str, type[BaseModel]]:
+    """`evaluation.tasks` is a mapping checked against the task registry: its entries are these models."""
+    return {name: TASKS.get(name).options_model for name in TASKS.names()}
 
 
 def dump_schema() -> dict[str, Any]:
     """The study config's JSON schema (every field with type, default and description)."""
-    return StudyConfig.model_json_schema()
-
-
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no whitespace, UTF-8 as is: equal values give byte-equal text."""
-    return json.dumps(
-        to_jsonable_python(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-
-
-def config_hash(model_slice: Any) -> str:
-    """Hex SHA-256 of `model_slice`'s canonical JSON: a pydantic model, or plain JSON-able data.
-
-    Flows key artifacts by it, so it must not change between runs or machines for equal values.
-    """
-    return hashlib.sha256(canonical_json(model_slice).encode("utf-8")).hexdigest()
+    schema = StudyConfig.model_json_schema()
+    tasks = schema["$defs"]["EvaluationConfig"]["properties"]["tasks"]
+    tasks["properties"] = {}
+    for name, model in _task_options().items():
+        options = model.model_json_schema(ref_template="#/$defs/{model}")
+        schema["$defs"].update(options.pop("$defs", {}))
+        tasks["properties"][name] = options
+    return schema
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
@@ -77,4 +75,7 @@ def schema_markdown(model: type[BaseModel] = StudyConfig, prefix: str = "") -> s
         rows.append(f"| `{path}` | `{type_name}` | `{default}` | {description} |")
         for sub in _models_in(info.annotation):
             rows.append(schema_markdown(sub, f"{path}{'[]' if typing.get_origin(info.annotation) is list else ''}."))
+        if model is EvaluationConfig and name == "tasks":
+            for task, options in _task_options().items():
+                rows.append(schema_markdown(options, f"{path}.{task}."))
     return "\n".join(rows)

@@ -1,6 +1,6 @@
-"""`polyglot`: serve the services, run them all locally, check and plan studies.
+"""`polyglot`: the app layer. Serve the services, run them all locally, check, plan and run studies.
 
-polyglot serve lid --port 50051        # one service, in the foreground
+polyglot serve lid --port 50051        # one service, in the foreground (the same command as `polyglot-serve lid`)
 polyglot up                            # all four on loopback until Ctrl-C
 polyglot health 127.0.0.1:50051        # SERVING?
 polyglot config check configs/smoke.yaml
@@ -19,10 +19,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.common import serve
+from services.common.catalog import SERVICES
 from services.common.errors import PolyglotError
-from services.common.settings import DEFAULT_PORTS
 
-SERVICES = ("lid", "generator", "judge", "trainer")
 console = Console(stderr=True)
 app = typer.Typer(
     help="Polyglot: how much multilinguality does instruction tuning need? Services, flows and tools.",
@@ -31,12 +31,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-serve_app = typer.Typer(
-    help="Run one service in the foreground (SIGTERM drains in-flight calls).", no_args_is_help=True
-)
 config_app = typer.Typer(help="Study configs.", no_args_is_help=True)
 study_app = typer.Typer(help="Run the study (Prefect flows over the services).", no_args_is_help=True)
-app.add_typer(serve_app, name="serve")
+app.add_typer(serve.app, name="serve")
 app.add_typer(config_app, name="config")
 app.add_typer(study_app, name="study")
 app.add_typer(importlib.import_module("flows.data.cli").app, name="data")
@@ -47,15 +44,12 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-for _name in SERVICES:
-    serve_app.command(_name)(importlib.import_module(f"services.{_name}.main").serve)
-
-
 @app.command()
 def up(
     base_port: Annotated[
-        int, typer.Option(min=1, max=65000, help="lid gets this port, generator +1, judge +2, trainer +3.")
-    ] = DEFAULT_PORTS["lid"],
+        int,
+        typer.Option(min=1, max=65000, help=f"{' / '.join(SERVICES)} get this port, +1, +2 and so on."),
+    ] = next(iter(SERVICES.values())).port,
     only: Annotated[list[str] | None, typer.Option(help="Start only these services (repeatable).")] = None,
     check: Annotated[bool, typer.Option("--check", help="Start, check health, stop, and exit.")] = False,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for each service's health.")] = 120,
@@ -134,7 +128,7 @@ Overrides = Annotated[
 
 
 def _load(path: Path, overrides: dict[str, str] | None = None):
-    from services.common.config import load_config
+    from flows.config import load_config
 
     try:
         return load_config(path, overrides)
@@ -181,10 +175,7 @@ def study_run(
 
 
 def main() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+    serve.switch_off_telemetry()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     app()
 

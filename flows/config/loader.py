@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import yaml
 from pydantic import ValidationError
 
-from services.common.config.schema import StudyConfig
+from flows.config.schema import StudyConfig
 from services.common.errors import InvalidArgument
 
 PathKey = tuple[str | int, ...]

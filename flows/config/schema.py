@@ -9,13 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
-from services.common.config.data import DataConfig
-from services.common.config.evaluation import EvaluationConfig
+from flows.config.data import DataConfig
+from flows.config.evaluation import EvaluationConfig
+from services.common.catalog import SERVICES
 from services.common.config.types import Address, HubIdOrPath, LocalPath, Section, Slug, StoreUri, unique
-from services.common.presets import DATA_SEED, PAPER_SEEDS
-from services.common.settings import DEFAULT_PORTS
+from services.common.presets import PAPER_SEEDS
+from services.trainer.config import TrainingConfig
 
 DEFAULT_STORE = "file://./.polyglot/artifacts"
 
@@ -25,17 +26,16 @@ def _default_store() -> str:
     return (Path.cwd() / ".polyglot" / "artifacts").resolve().as_uri()
 
 
-def _loopback(service: str) -> str:
-    return f"127.0.0.1:{DEFAULT_PORTS[service]}"
-
-
-class ServicesConfig(Section):
-    """gRPC addresses of the four services (`host:port` or a gRPC target such as `dns:///lid:50051`)."""
-
-    lid: Address = Field(default_factory=lambda: _loopback("lid"), description="Language identification.")
-    generator: Address = Field(default_factory=lambda: _loopback("generator"), description="Text generation.")
-    judge: Address = Field(default_factory=lambda: _loopback("judge"), description="LLM judge and translation.")
-    trainer: Address = Field(default_factory=lambda: _loopback("trainer"), description="LoRA fine-tuning.")
+# One field per service of the catalog, so a new service gets its address here without restating it.
+ServicesConfig = create_model(
+    "ServicesConfig",
+    __base__=Section,
+    __doc__="gRPC addresses of the services (`host:port` or a gRPC target such as `dns:///lid:50051`).",
+    **{
+        name: (Address, Field(f"127.0.0.1:{spec.port}", description=spec.description))
+        for name, spec in SERVICES.items()
+    },
+)
 
 
 class TinyRandomModel(Section):
@@ -76,49 +76,6 @@ class BaseModelConfig(Section):
         if self.backend == "hf" and self.tensor_parallel_size != 1:
             raise ValueError("tensor_parallel_size > 1 needs backend: vllm")
         return self
-
-
-class TrainingConfig(Section):
-    """LoRA instruction tuning; defaults are the paper's recipe (§3.2)."""
-
-    lora_r: int = Field(64, gt=0, description="LoRA rank.")
-    lora_alpha: int = Field(16, gt=0, description="LoRA scaling alpha.")
-    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA path.")
-    lora_target_modules: str | list[str] = Field(
-        "all-linear", description="Modules that get adapters: `all-linear` or a list of module names."
-    )
-    learning_rate: float = Field(1e-5, gt=0.0, description="Peak learning rate.")
-    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
-        "cosine", description="Learning-rate schedule after warm-up."
-    )
-    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="Fraction of steps spent warming up.")
-    weight_decay: float = Field(0.05, ge=0.0, description="AdamW weight decay.")
-    max_grad_norm: float = Field(0.3, gt=0.0, description="Gradient clipping norm.")
-    max_steps: int = Field(2000, gt=0, description="Optimizer steps.")
-    effective_batch_size: int = Field(
-        64, gt=0, description="Sequences per optimizer step, across devices and gradient accumulation."
-    )
-    per_device_batch_size: int = Field(
-        4, gt=0, description="Sequences per device per forward pass; accumulation makes up the rest."
-    )
-    max_length: int = Field(1024, gt=0, description="Longest tokenised training sequence; longer ones are cut.")
-    seed: int = Field(DATA_SEED, ge=0, description="Training seed (data order, adapter initialisation).")
-    merge_adapter: bool = Field(False, description="Also store the base model with the adapter merged in.")
-
-    @model_validator(mode="after")
-    def _batch(self) -> TrainingConfig:
-        if self.effective_batch_size % self.per_device_batch_size:
-            raise ValueError(
-                f"effective_batch_size {self.effective_batch_size} is not a multiple of "
-                f"per_device_batch_size {self.per_device_batch_size}"
-            )
-        return self
-
-    def gradient_accumulation_steps(self, devices: int = 1) -> int:
-        per_step = self.per_device_batch_size * devices
-        if self.effective_batch_size % per_step:
-            raise ValueError(f"effective_batch_size {self.effective_batch_size} does not split over {devices} devices")
-        return self.effective_batch_size // per_step
 
 
 class JudgeConfig(Section):

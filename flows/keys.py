@@ -1,0 +1,187 @@
+"""Artifact keys: where every step of the study stores what it made, named by a hash of what determines it.
+
+One module builds every key and every identity behind one, so "is this step done?" has one answer and
+the scheme is documented in one place (docs/artifact-keys.md, which says why resume is correct):
+
+    datasets/labelled/<h>/rows.jsonl                       the conversations with their LID labels
+    datasets/<mix>/<h>/data.jsonl                          a tuning mix
+    evalsets/<task>/<lang>/<h>/items.jsonl                 an evaluation set
+    models/<base>/<mix>/<h>/model.json                     a tuned model (the trainer writes under .../job)
+    results/<base>/<mix>/<h>/<task>/<lang>/seed=<s>/<h>.jsonl   one evaluation shard
+    aggregates/<study>/<h>.json                            means, intervals and tests over the shards
+    reports/<study>/<h>/                                   figures and reports; aggregate.json marks it done
+
+`<h>` is the first 16 hex digits of the SHA-256 of the identity's canonical JSON. Each identity holds the
+step's code version, its config slice and the hashes of its inputs, never a path or an address.
+"""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Any
+
+from flows.config import DataConfig, EvaluationConfig, MixSpec, StudyConfig, config_hash
+from flows.evals import TASKS
+
+# Bump a version when equal inputs would now give different bytes, so old artifacts are not reused.
+DATA_VERSION = 1  # labelled conversations and mixes
+EVAL_VERSION = 1  # evaluation sets
+STEP_VERSION = 1  # tuned models, shards and reports
+HASH_CHARS = 16  # 64 bits of SHA-256 in a key: plenty for a study's artifacts, short enough to read
+REPORT_DONE = "aggregate.json"  # written last into a report's prefix: its presence says the report is whole
+# Options that do not change a task's items: decoding, and which other languages are evaluated beside one.
+_NOT_ITEMS = {"languages", "sampling"}
+
+
+def digest(identity: Any) -> str:
+    return config_hash(identity)[:HASH_CHARS]
+
+
+def keyed(prefix: str, identity: Any) -> tuple[str, str]:
+    """`<prefix>/<h>` and the full SHA-256 (which the dataset manifests record)."""
+    full = config_hash(identity)
+    return f"{prefix}/{full[:HASH_CHARS]}", full
+
+
+def mix_slug(name: str) -> str:
+    """A mix name as a key segment (`leave-one-out:de` → `leave-one-out-de`)."""
+    return name.replace(":", "-")
+
+
+# -- datasets -------------------------------------------------------------------------------------------
+
+
+def labelled_identity(source_sha256: str, lid_model: str) -> dict[str, Any]:
+    return {"kind": "labelled", "version": DATA_VERSION, "source_sha256": source_sha256, "lid_model": lid_model}
+
+
+def labelled_key(identity: dict[str, Any]) -> tuple[str, str]:
+    return keyed("datasets/labelled", identity)
+
+
+def mix_identity(
+    data: DataConfig, spec: MixSpec, labelled: dict[str, Any], translator_model: str | None
+) -> dict[str, Any]:
+    """Only what the mix depends on: Mono does not change when K or the order does."""
+    recipe = data.mixes
+    identity: dict[str, Any] = {
+        "kind": "mix",
+        "version": DATA_VERSION,
+        "labelled": config_hash(labelled),
+        "lid_threshold": data.lid_threshold,
+        "mix": spec.name,
+        "seed": recipe.seed,
+    }
+    if spec.kind in ("mono", "multi"):
+        identity["n"] = recipe.n
+    if spec.kind == "multi":
+        identity["k"] = recipe.k
+        identity["languages"] = list(spec.non_english(recipe.order))
+    if spec.machine_translated:
+        identity["translator"] = translator_model
+    return identity
+
+
+def mix_key(spec: MixSpec, identity: dict[str, Any]) -> tuple[str, str]:
+    return keyed(f"datasets/{mix_slug(spec.name)}", identity)
+
+
+def _mentions_path(annotation: Any) -> bool:
+    return annotation is Path or any(_mentions_path(arg) for arg in typing.get_args(annotation))
+
+
+def item_settings(options: Any) -> dict[str, Any]:
+    """The options that decide a task's items. Path options are left out: the hashes of the files they
+    point to (the task's `inputs`) stand in for them, so moving the data does not rebuild an eval set."""
+    fields = type(options).model_fields
+    paths = {name for name, info in fields.items() if _mentions_path(info.annotation)}
+    return options.model_dump(mode="json", exclude=paths | _NOT_ITEMS)
+
+
+def eval_set_identity(
+    evaluation: EvaluationConfig, task_name: str, language: str, translator_model: str
+) -> dict[str, Any]:
+    options = evaluation.tasks[task_name]
+    return {
+        "kind": "evalset",
+        "version": EVAL_VERSION,
+        "task": task_name,
+        "language": language,
+        "settings": item_settings(options),
+        "seed": evaluation.sample_seed,
+        "inputs": TASKS.get(task_name).inputs(options, language, translator_model),
+    }
+
+
+def eval_set_key(task_name: str, language: str, identity: dict[str, Any]) -> tuple[str, str]:
+    return keyed(f"evalsets/{task_name}/{language}", identity)
+
+
+# -- models ---------------------------------------------------------------------------------------------
+
+
+def model_identity(cfg: StudyConfig, base_model: str, base_model_ref: str, mix_sha256: str) -> dict[str, Any]:
+    """A hub model by its config (not where it was downloaded to); a tiny random one by its shape and seed."""
+    base = cfg.base_model(base_model)
+    return {
+        "version": STEP_VERSION,
+        "base_model": base.model_dump(mode="json", exclude={"name"}) if base.model else base_model_ref,
+        "tiny_random": base.tiny_random.model_dump(mode="json", exclude={"tokenizer"}) if base.tiny_random else None,
+        "dataset_sha256": mix_sha256,
+        "training": cfg.training.model_dump(mode="json"),
+    }
+
+
+def model_key(base_model: str, mix: str, identity: dict[str, Any]) -> str:
+    return f"models/{base_model}/{mix}/{digest(identity)}"
+
+
+def model_record(model_key: str) -> str:
+    """Written after training succeeds: its presence says the model is done."""
+    return f"{model_key}/model.json"
+
+
+def training_output(model_key: str) -> str:
+    return f"{model_key}/job"
+
+
+def training_job_key(model_key: str, store_uri: str) -> str:
+    """The trainer's idempotency key. The store is part of it: the same model for another store is another job."""
+    return f"{model_key.replace('/', ':')}:{digest(store_uri)}"
+
+
+# -- evaluation -----------------------------------------------------------------------------------------
+
+
+def shard_dir(model_key: str, task: str, language: str, seed: int) -> str:
+    return f"results/{model_key.removeprefix('models/')}/{task}/{language}/seed={seed}"
+
+
+def shard_identity(cfg: StudyConfig, task: str, evalset_sha256: str, seed: int) -> dict[str, Any]:
+    """The items, the decoding, the seed, and for a judge-graded task the judge's settings (not its
+    concurrency or where its key is read from, which do not change a grade)."""
+    sampling = getattr(cfg.evaluation.tasks[task], "sampling", None)
+    identity = {
+        "version": STEP_VERSION,
+        "evalset_sha256": evalset_sha256,
+        "sampling": sampling.model_dump(mode="json") if sampling is not None else None,
+        "seed": seed,
+    }
+    if TASKS.get(task).graded_by == "judge":
+        identity["judge"] = cfg.judge.model_dump(mode="json", exclude={"concurrency", "api_key_env"})
+    return identity
+
+
+def shard_result(shard_dir: str, identity: dict[str, Any]) -> str:
+    return f"{shard_dir}/{digest(identity)}.jsonl"
+
+
+def aggregate_key(cfg: StudyConfig, shard_keys: list[str]) -> str:
+    """Over the shards' keys (which hash their inputs) and the statistics settings."""
+    return f"aggregates/{cfg.name}/{digest([sorted(shard_keys), cfg.report.model_dump(mode='json')])}.json"
+
+
+def report_prefix(cfg: StudyConfig, aggregate_key: str, model_keys: list[str], dataset_keys: list[str]) -> str:
+    identity = [aggregate_key, cfg.model_dump(mode="json"), model_keys, dataset_keys]
+    return f"reports/{cfg.name}/{digest([STEP_VERSION, identity])}"

