@@ -4,7 +4,9 @@ For every (base model, mix, task, variant, language, metric) cell:
 - the mean over items pooled across seeds, as the paper reports it (§3.3: "averaged over three seeds");
 - a percentile confidence interval from a cluster bootstrap over items: an item is drawn with all of
   its seeds, because one item's seeds are not independent draws (same prompt, same gold answer);
-- the per-seed spread: the mean of each seed, and their min, max and standard deviation.
+- the per-seed spread: the mean of each seed, and their min, max and standard deviation;
+- the cell's items by outcome (`flows.results.Outcome`): the mean is over the items that have the metric,
+  and the counts say how many were left out and why (unparsable or failed judge grades, refused items).
 
 For every mix against the reference (Mono) per language, a paired bootstrap test on the differences of
 the same item and seed, again resampling items as clusters: the mean difference, its interval, a
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -28,18 +30,22 @@ import numpy as np
 
 from flows.config import ReportConfig, parse_mix
 from flows.evals import TASKS
-from flows.results import ItemResult
+from flows.results import ItemResult, Outcome
 from services.common import languages
+from services.common.errors import FailedPrecondition
 
 __all__ = [
     "Aggregate",
+    "CellOutcomes",
     "PairedTest",
     "SummaryRow",
     "aggregate",
     "cell_slug",
+    "check_error_share",
     "cluster_bootstrap",
     "holm",
     "mix_sort_key",
+    "outcome_counts",
     "paired_tests",
     "summarize",
 ]
@@ -69,6 +75,20 @@ class SummaryRow:
     seed_min: float | None = None
     seed_max: float | None = None
     seed_std: float | None = None  # sample std (ddof 1) of the seed means; None with one seed
+    # The cell's item × seed observations by outcome, all of them, with or without this metric.
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CellOutcomes:
+    """Every item × seed of one cell by outcome, also for a cell where no item has a metric to show."""
+
+    base_model: str
+    mix: str
+    task: str
+    variant: str
+    language: str
+    counts: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -102,6 +122,8 @@ class Aggregate:
     n_resamples: int
     seed: int
     reference: str = REFERENCE_MIX
+    outcomes: list[CellOutcomes] = field(default_factory=list)
+    shards: list[str] = field(default_factory=list)  # the shards' result keys: where the samples are
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,7 +133,12 @@ class Aggregate:
         return cls(
             rows=[SummaryRow(**row) for row in data["rows"]],
             tests=[PairedTest(**test) for test in data["tests"]],
-            **{f.name: data[f.name] for f in fields(cls) if f.name not in ("rows", "tests") and f.name in data},
+            outcomes=[CellOutcomes(**cell) for cell in data.get("outcomes", [])],
+            **{
+                f.name: data[f.name]
+                for f in fields(cls)
+                if f.name not in ("rows", "tests", "outcomes") and f.name in data
+            },
         )
 
 
@@ -179,7 +206,16 @@ def holm(p_values: list[float]) -> list[float]:
 # --- grouping ----------------------------------------------------------------------------------------
 
 Cell = tuple[str, str, str, str, str, str]  # base_model, mix, task, variant, language, metric
+Group = tuple[str, str, str, str, str]  # a cell without its metric: the items behind every metric's mean
 Observations = dict[str, dict[int, float]]  # item_id -> seed -> value
+
+
+def outcome_counts(records: Iterable[ItemResult]) -> dict[Group, dict[str, int]]:
+    """Each group's item × seed observations by outcome (non-zero counts, in the declared order)."""
+    counts: dict[Group, Counter] = defaultdict(Counter)
+    for r in records:
+        counts[(r.base_model, r.mix, r.task, r.variant, r.language)][r.outcome] += 1
+    return {group: {o.value: c[o] for o in Outcome if c[o]} for group, c in counts.items()}
 
 
 def _cells(records: Iterable[ItemResult]) -> dict[Cell, Observations]:
@@ -189,6 +225,11 @@ def _cells(records: Iterable[ItemResult]) -> dict[Cell, Observations]:
             cell = (record.base_model, record.mix, record.task, record.variant, record.language, metric)
             cells[cell][record.item_id][record.seed] = value
     return cells
+
+
+def _group_key(group: Group) -> tuple:
+    base_model, mix, task, variant, language = group
+    return (base_model, TASKS.order_of(task), variant, _language_key(language), mix_sort_key(mix))
 
 
 def _sorted_cells(cells: Iterable[Cell]) -> list[Cell]:
@@ -213,7 +254,9 @@ def summarize(
     records: Iterable[ItemResult], *, confidence: float = 0.95, n_resamples: int = 1000, seed: int = 0
 ) -> list[SummaryRow]:
     """One SummaryRow per (base model, mix, task, variant, language, metric), in table order."""
+    records = list(records)
     cells = _cells(records)
+    outcomes = outcome_counts(records)
     rows = []
     for cell in _sorted_cells(cells):
         observations = cells[cell]
@@ -250,6 +293,7 @@ def summarize(
                 seed_min=min(seed_means),
                 seed_max=max(seed_means),
                 seed_std=float(np.std(seed_means, ddof=1)) if len(seeds) > 1 else None,
+                outcomes=outcomes[cell[:5]],
             )
         )
     return rows
@@ -328,11 +372,14 @@ def aggregate(
     *,
     reference: str = REFERENCE_MIX,
     seed: int = 0,
+    shards: Iterable[str] = (),
 ) -> Aggregate:
-    """Summary rows and paired tests with the confidence level and resample count of `report`."""
+    """Summary rows, paired tests and outcome counts, with the confidence level and resample count of
+    `report`; `shards` (the result keys read) is kept so the report can find each cell's samples."""
     report = report or ReportConfig()
     records = list(records)
     options = dict(confidence=report.confidence, n_resamples=report.bootstrap_samples, seed=seed)
+    counts = outcome_counts(records)
     return Aggregate(
         rows=summarize(records, **options),
         tests=paired_tests(records, reference=reference, **options),
@@ -340,7 +387,38 @@ def aggregate(
         n_resamples=report.bootstrap_samples,
         seed=seed,
         reference=reference,
+        outcomes=[CellOutcomes(*group, counts=counts[group]) for group in sorted(counts, key=_group_key)],
+        shards=sorted(shards),
     )
+
+
+def check_error_share(outcomes: Iterable[CellOutcomes], max_share: float) -> None:
+    """Raise FailedPrecondition naming each task whose share of `error` items is above `max_share`.
+
+    The share is per task, over all its item × seed observations in the study: one task's failing judge
+    is not diluted by the items of tasks that need no judge.
+    """
+    by_task: dict[str, list[CellOutcomes]] = defaultdict(list)
+    for cell in outcomes:
+        by_task[cell.task].append(cell)
+    problems = []
+    for task, cells in by_task.items():
+        errors = sum(c.counts.get(Outcome.ERROR, 0) for c in cells)
+        total = sum(sum(c.counts.values()) for c in cells)
+        if total and errors / total > max_share:
+            failed = ", ".join(
+                f"{'/'.join(p for p in (c.base_model, c.mix, task, c.variant, c.language) if p)} "
+                f"({c.counts[Outcome.ERROR]} of {sum(c.counts.values())})"
+                for c in cells
+                if c.counts.get(Outcome.ERROR)
+            )
+            problems.append(f"{task}: {errors} of {total} items ({errors / total:.1%}) ended in error, in {failed}")
+    if problems:
+        raise FailedPrecondition(
+            f"more items ended in error than the allowed {max_share:.1%}: {'; '.join(problems)}. The results "
+            "are stored; `polyglot samples --outcome error` shows the failed items",
+            field="evaluation.max_error_share",
+        )
 
 
 _SLUG = re.compile(r"[^a-z0-9]+")

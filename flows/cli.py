@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import importlib
 import os
+import shlex
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from flows.results import Outcome
 from services.common import serve
 from services.common.catalog import SERVICES
 from services.common.errors import PolyglotError
@@ -47,49 +51,87 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 @app.command()
 def up(
     base_port: Annotated[
-        int,
-        typer.Option(min=1, max=65000, help=f"{' / '.join(SERVICES)} get this port, +1, +2 and so on."),
-    ] = next(iter(SERVICES.values())).port,
+        int | None,
+        typer.Option(
+            min=1,
+            max=65000,
+            help=f"{' / '.join(SERVICES)} get this port, +1, +2 and so on; a busy one is refused. Default: the "
+            "catalog's ports, where a busy one moves to a free port.",
+        ),
+    ] = None,
     only: Annotated[list[str] | None, typer.Option(help="Start only these services (repeatable).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="The generator's base model (a directory or hub id); the judge then grades with it."),
+    ] = None,
     check: Annotated[bool, typer.Option("--check", help="Start, check health, stop, and exit.")] = False,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for each service's health.")] = 120,
+    log_dir: Annotated[Path, typer.Option(help="Where each service's log goes.")] = Path(".polyglot/logs"),
 ):
-    """Start the services on loopback as child processes; stop them cleanly on Ctrl-C or SIGTERM."""
-    from services.common.local import LocalServices
+    """Start the services on loopback as child processes; stop them cleanly on Ctrl-C, SIGTERM or SIGHUP."""
+    from flows.local import up_env
+    from services.common.local import LocalServices, choose_ports
 
     names = only or list(SERVICES)
     unknown = sorted(set(names) - set(SERVICES))
     if unknown:
         raise typer.BadParameter(f"unknown service(s) {unknown}; choose from {list(SERVICES)}", param_hint="--only")
-    with LocalServices(names, base_port=base_port) as services:
-        try:
-            services.wait_healthy(timeout)
-        except PolyglotError as exc:
-            raise _fail(str(exc)) from None
-        table = Table("service", "address", "pid", "health", title="Polyglot services")
-        for name, proc in services.processes.items():
-            table.add_row(name, services.addresses[name], str(proc.pid), "SERVING")
-        console.print(table)
-        if check:
-            return
-        console.print("Ctrl-C stops them.")
-        stop = {"now": False}
-        signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-        try:
+    order = list(SERVICES)
+    wanted = {n: SERVICES[n].port if base_port is None else base_port + order.index(n) for n in names}
+    try:
+        ports = choose_ports(wanted, movable=set(names) if base_port is None else set(), log=console.print)
+    except PolyglotError as exc:
+        raise _fail(str(exc)) from None
+    log_dir.mkdir(parents=True, exist_ok=True)
+    services = LocalServices(names, ports=ports, env=up_env(ports, model), log_dir=log_dir)
+    stop = {"now": False}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.update(now=True))
+    try:
+        with services:
+            try:
+                services.wait_healthy(timeout)
+            except PolyglotError as exc:
+                raise _fail(str(exc)) from None
+            _services_table(services)
+            if check:
+                return
+            console.print(f"Ctrl-C stops them; logs in {log_dir}.")
             while not stop["now"] and services.all_alive():
                 time.sleep(0.2)
-        except KeyboardInterrupt:
-            pass
-        if not services.all_alive():
-            raise _fail(f"a service exited: {services.exit_codes()}")
+            if not services.all_alive():
+                raise _fail(f"a service exited: {services.exit_codes()}; logs in {log_dir}")
+    except KeyboardInterrupt:
+        pass  # the with block has stopped them
+
+
+def _services_table(services) -> None:
+    """Only processes that are still running get a PID; one that exited fails the command."""
+    table = Table("service", "address", "pid", "health", title="Polyglot services")
+    for name, proc in services.processes.items():
+        alive = proc.poll() is None
+        table.add_row(name, services.addresses[name], str(proc.pid) if alive else "-",
+                      "SERVING" if alive else f"exited ({proc.returncode})")  # fmt: skip
+    console.print(table)
+    if not services.all_alive():
+        raise _fail(f"a service exited: {services.exit_codes()}; see its log in {services.log_dir}")
+
+
+def _address(values: list[str]) -> list[str]:
+    from services.common.config.types import parse_address
+
+    try:
+        return [parse_address(value) for value in values]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @app.command()
 def health(
-    addresses: Annotated[list[str], typer.Argument(help="host:port of each service to check.")],
+    addresses: Annotated[list[str], typer.Argument(help="host:port of each service to check.", callback=_address)],
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for SERVING.")] = 5.0,
 ):
-    """Exit 0 if every address answers grpc.health.v1 SERVING."""
+    """Exit 0 if every address answers grpc.health.v1 SERVING; else one line per address saying why not."""
     from services.common.client import wait_for_health
 
     failed = False
@@ -99,16 +141,9 @@ def health(
             console.print(f"{address}: [green]SERVING[/]")
         except PolyglotError as exc:
             failed = True
-            console.print(f"{address}: [red]{exc}[/]")
+            console.print(f"[red]{escape(exc.message)}[/]", soft_wrap=True)
     if failed:
         raise typer.Exit(1)
-
-
-@config_app.command("check")
-def config_check(path: Annotated[Path, typer.Argument(help="Study config YAML.")]):
-    """Validate a study config; exit 2 naming the bad field and line."""
-    cfg = _load(path)
-    console.print(f"[green]ok[/] {path}: study {cfg.name!r}")
 
 
 def _overrides(values: list[str] | None) -> dict[str, str]:
@@ -127,21 +162,64 @@ Overrides = Annotated[
 ]
 
 
-def _load(path: Path, overrides: dict[str, str] | None = None):
+def _load(
+    path: Path, overrides: dict[str, str] | None = None, tasks: list[str] | None = None, *, check_paths: bool = True
+):
+    """The config, or exit 2. Paths are checked unless the command only reads the config (plan)."""
     from flows.config import load_config
 
     try:
-        return load_config(path, overrides)
+        return load_config(path, overrides, tasks=tasks, check_paths=check_paths)
     except PolyglotError as exc:
         raise _fail(str(exc), 2) from None
 
 
+def _tasks(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names:
+        raise typer.BadParameter("name at least one task, e.g. --tasks chat,xnli", param_hint="--tasks")
+    return names
+
+
+Tasks = Annotated[
+    str | None,
+    typer.Option(
+        "--tasks", help="Run only these evaluation tasks, comma-separated (e.g. chat,xnli); others are skipped."
+    ),
+]
+
+
+@config_app.command("check")
+def config_check(
+    paths: Annotated[list[Path], typer.Argument(help="Study config YAML files.")],
+    set_: Overrides = None,
+    tasks: Tasks = None,
+):
+    """Validate study configs, and that the files they read exist; exit 2 naming each bad field and line."""
+    from flows.config import load_config
+
+    overrides, selected, failed = _overrides(set_), _tasks(tasks), False
+    for path in paths:
+        try:
+            cfg = load_config(path, overrides, tasks=selected, check_paths=True)
+        except PolyglotError as exc:
+            console.print(f"[bold red]error:[/] {exc}")
+            failed = True
+            continue
+        console.print(f"[green]ok[/] {path}: study {cfg.name!r}")
+    if failed:
+        raise typer.Exit(2)
+
+
 @app.command()
-def plan(path: Annotated[Path, typer.Argument(help="Study config YAML.")], set_: Overrides = None):
+def plan(path: Annotated[Path, typer.Argument(help="Study config YAML.")], set_: Overrides = None, tasks: Tasks = None):
     """Print a study's grid (training jobs, generations, judge calls) with GPU-hour and API-cost estimates."""
     from flows.plan import plan_study, render_plan
 
-    Console().print(render_plan(plan_study(_load(path, _overrides(set_)))))
+    cfg = _load(path, _overrides(set_), _tasks(tasks), check_paths=False)  # a plan may be for another machine
+    Console().print(render_plan(plan_study(cfg)))
 
 
 @study_app.command("run")
@@ -156,22 +234,80 @@ def study_run(
     out: Annotated[Path | None, typer.Option(help="Report directory (default .polyglot/reports/<study>).")] = None,
     state_dir: Annotated[Path, typer.Option(help="Local state: models, logs, Prefect home.")] = Path(".polyglot"),
     set_: Overrides = None,
+    tasks: Tasks = None,
 ):
-    """Run a whole study: prepare data, train every mix, evaluate, aggregate, report. Reruns resume."""
-    from flows.local import run_study
+    """Run a whole study: prepare data, train every mix, evaluate, aggregate, report. Reruns resume.
 
-    overrides = _overrides(set_)
-    cfg = _load(path, overrides)
+    Preflight first (services, store, hub; exit 2 on a problem). Ctrl-C or SIGTERM stops the run within
+    seconds, keeping what finished (exit 130); a second Ctrl-C quits at once."""
+    from flows.local import Interrupted, PreflightFailed, run_study
+
+    overrides, selected = _overrides(set_), _tasks(tasks)
+    cfg = _load(path, overrides, selected)
     started = time.monotonic()
     try:
         paths = run_study(
-            path, start_services=services, state_dir=state_dir, out_dir=out, overrides=overrides, log=console.print
+            path,
+            start_services=services,
+            state_dir=state_dir,
+            out_dir=out,
+            overrides=overrides,
+            tasks=selected,
+            hub_offline=USER_HUB_OFFLINE,
+            log=console.print,
         )
+    except PreflightFailed as exc:
+        for problem in exc.problems:
+            console.print(f"[bold red]error:[/] {escape(problem)}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    except (Interrupted, KeyboardInterrupt) as exc:
+        kept = exc.kept if isinstance(exc, Interrupted) else "what finished"
+        console.print(f"[bold]stopped[/]: kept {escape(kept)}; a rerun skips all of it.", soft_wrap=True)
+        console.print(f"resume with: polyglot {escape(shlex.join(sys.argv[1:]))}", soft_wrap=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)  # not sys.exit: Prefect's exit hooks would wait on its API, which is gone
     except PolyglotError as exc:
         raise _fail(str(exc)) from None
     console.print(f"[green]study {cfg.name} done[/] in {time.monotonic() - started:.0f} s")
     for kind, where in paths.items():
         console.print(f"  {kind}: {where}")
+
+
+@app.command()
+def samples(
+    source: Annotated[str, typer.Argument(help="Study config YAML, or an artifact store URI (file://…, s3://…).")],
+    model: Annotated[list[str] | None, typer.Option(help="Only this base model (repeatable).")] = None,
+    mix: Annotated[list[str] | None, typer.Option(help="Only this mix, e.g. multi-2 (repeatable).")] = None,
+    task: Annotated[list[str] | None, typer.Option(help="Only this task (repeatable).")] = None,
+    language: Annotated[list[str] | None, typer.Option(help="Only this language code (repeatable).")] = None,
+    outcome: Annotated[list[Outcome] | None, typer.Option(help="Only items with this outcome (repeatable).")] = None,
+    seed: Annotated[list[int] | None, typer.Option(help="Only this seed (repeatable).")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="JSON Lines on stdout (every field), not a table.")] = False,
+    set_: Overrides = None,
+):
+    """Show the per-item samples of a study's shards: prompt, reply, language labels, the judge's verdict,
+    the outcome and the metrics."""
+    from flows.samples import dumps_samples, find_samples, samples_table
+    from services.common.store import open_store
+
+    cfg = None if "://" in source else _load(Path(source), _overrides(set_), check_paths=False)
+    try:
+        store = open_store(cfg.artifact_store if cfg else source)
+        found = find_samples(
+            store, cfg, base_model=model, mix=mix, task=task, language=language, outcome=outcome, seed=seed
+        )
+    except PolyglotError as exc:
+        raise _fail(str(exc)) from None
+    if json_:
+        typer.echo(dumps_samples(found).decode("utf-8"), nl=False)
+    else:
+        Console().print(samples_table(found))
+
+
+# The user's own hub setting, read before `main()` defaults it to offline: `study run` goes online for a
+# config that needs the hub unless the user said offline.
+USER_HUB_OFFLINE = os.environ.get("HF_HUB_OFFLINE")
 
 
 def main() -> None:

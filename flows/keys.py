@@ -8,6 +8,7 @@ the scheme is documented in one place (docs/artifact-keys.md, which says why res
     evalsets/<task>/<lang>/<h>/items.jsonl                 an evaluation set
     models/<base>/<mix>/<h>/model.json                     a tuned model (the trainer writes under .../job)
     results/<base>/<mix>/<h>/<task>/<lang>/seed=<s>/<h>.jsonl   one evaluation shard
+    results/<base>/<mix>/<h>/<task>/<lang>/seed=<s>/<h>.samples.jsonl   its per-item samples
     aggregates/<study>/<h>.json                            means, intervals and tests over the shards
     reports/<study>/<h>/                                   figures and reports; aggregate.json marks it done
 
@@ -30,6 +31,7 @@ EVAL_VERSION = 1  # evaluation sets
 STEP_VERSION = 1  # tuned models, shards and reports
 HASH_CHARS = 16  # 64 bits of SHA-256 in a key: plenty for a study's artifacts, short enough to read
 REPORT_DONE = "aggregate.json"  # written last into a report's prefix: its presence says the report is whole
+SAMPLES_SUFFIX = ".samples.jsonl"  # a shard's sample log, beside its result file
 # Options that do not change a task's items: decoding, and which other languages are evaluated beside one.
 _NOT_ITEMS = {"languages", "sampling"}
 
@@ -121,12 +123,19 @@ def eval_set_key(task_name: str, language: str, identity: dict[str, Any]) -> tup
 # -- models ---------------------------------------------------------------------------------------------
 
 
+# Settings of the services, not of a model or a grade: a running service owns them (preflight checks the
+# generator's against the config; docs/artifact-keys.md), so no key holds them.
+_GENERATOR_SETTINGS = {"backend", "dtype", "tensor_parallel_size"}
+_JUDGE_SETTINGS = {"base_url", "api_key_env", "concurrency"}
+
+
 def model_identity(cfg: StudyConfig, base_model: str, base_model_ref: str, mix_sha256: str) -> dict[str, Any]:
     """A hub model by its config (not where it was downloaded to); a tiny random one by its shape and seed."""
     base = cfg.base_model(base_model)
+    hub_model = base.model_dump(mode="json", exclude={"name", *_GENERATOR_SETTINGS}) if base.model else None
     return {
         "version": STEP_VERSION,
-        "base_model": base.model_dump(mode="json", exclude={"name"}) if base.model else base_model_ref,
+        "base_model": hub_model or base_model_ref,
         "tiny_random": base.tiny_random.model_dump(mode="json", exclude={"tokenizer"}) if base.tiny_random else None,
         "dataset_sha256": mix_sha256,
         "training": cfg.training.model_dump(mode="json"),
@@ -159,8 +168,8 @@ def shard_dir(model_key: str, task: str, language: str, seed: int) -> str:
 
 
 def shard_identity(cfg: StudyConfig, task: str, evalset_sha256: str, seed: int) -> dict[str, Any]:
-    """The items, the decoding, the seed, and for a judge-graded task the judge's settings (not its
-    concurrency or where its key is read from, which do not change a grade)."""
+    """The items, the decoding, the seed, and for a judge-graded task the judge's provider, model and
+    template (not its endpoint, key or concurrency: settings of the judge service)."""
     sampling = getattr(cfg.evaluation.tasks[task], "sampling", None)
     identity = {
         "version": STEP_VERSION,
@@ -169,12 +178,21 @@ def shard_identity(cfg: StudyConfig, task: str, evalset_sha256: str, seed: int) 
         "seed": seed,
     }
     if TASKS.get(task).graded_by == "judge":
-        identity["judge"] = cfg.judge.model_dump(mode="json", exclude={"concurrency", "api_key_env"})
+        identity["judge"] = cfg.judge.model_dump(mode="json", exclude=_JUDGE_SETTINGS)
     return identity
 
 
 def shard_result(shard_dir: str, identity: dict[str, Any]) -> str:
     return f"{shard_dir}/{digest(identity)}.jsonl"
+
+
+def shard_samples(result_key: str) -> str:
+    """The shard's per-item samples: written before its result file, whose existence marks the shard done."""
+    return result_key.removesuffix(".jsonl") + SAMPLES_SUFFIX
+
+
+def is_shard_samples(key: str) -> bool:
+    return key.startswith("results/") and key.endswith(SAMPLES_SUFFIX)
 
 
 def aggregate_key(cfg: StudyConfig, shard_keys: list[str]) -> str:

@@ -1,8 +1,9 @@
 """The per-item result record every evaluation shard writes, and jsonl helpers to store and read it.
 
 One record = one evaluation item of one model (base model × mix) on one task, variant, language and
-seed, with that item's metrics. The aggregation (`flows.aggregate`) needs nothing else: the paper's
-numbers are means over these records pooled across seeds, with bootstrap intervals over `item_id`.
+seed, with that item's metrics and its outcome. The aggregation (`flows.aggregate`) needs nothing else:
+the paper's numbers are means over these records pooled across seeds, with bootstrap intervals over
+`item_id`; the outcomes say how many items each mean leaves out and why.
 
 The task, its variants, the metrics a record may carry and their ranges come from the task registry
 (`flows/evals/tasks/*.yaml`, `flows/evals/metrics.yaml`).
@@ -10,6 +11,7 @@ The task, its variants, the metrics a record may carry and their ranges come fro
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -18,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from flows.evals import METRICS, TASKS
+from flows.keys import SAMPLES_SUFFIX
 from services.common import languages
 from services.common.errors import InvalidArgument
 from services.common.store.base import write_file_atomically
 
 __all__ = [
     "ItemResult",
+    "Outcome",
     "load_results",
     "read_jsonl",
     "result_from_json",
@@ -32,7 +36,19 @@ __all__ = [
     "write_jsonl",
 ]
 
-_FIELDS = ("study", "base_model", "mix", "task", "variant", "language", "seed", "item_id", "metrics")
+_FIELDS = ("study", "base_model", "mix", "task", "variant", "language", "seed", "item_id", "metrics", "outcome")
+_DEFAULTS = {"variant": "", "outcome": "ok"}  # fields older shards may lack
+
+
+class Outcome(enum.StrEnum):
+    """What happened to one item. Only the metrics an item has enter the means; the outcome says why the
+    others are missing, so every item of a shard is accounted for."""
+
+    OK = "ok"  # generated and graded (by its reference or the judge)
+    LANGUAGE_MISMATCH = "language_mismatch"  # the judge's gate: a reply in another language scores 1
+    UNPARSABLE = "unparsable"  # the judge gave no valid verdict: no helpfulness
+    ERROR = "error"  # a service failed on the item (judge retries exhausted, a generation): none of its metrics
+    REFUSED = "refused"  # a service refused the item as invalid (e.g. a prompt too long): no metric at all
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +64,7 @@ class ItemResult:
     seed: int
     item_id: str
     metrics: Mapping[str, float] = field(default_factory=dict, hash=False)
+    outcome: Outcome = Outcome.OK
 
     def __post_init__(self) -> None:
         for name in ("study", "base_model", "mix", "item_id"):
@@ -64,8 +81,15 @@ class ItemResult:
         languages.get(self.language)  # raises InvalidArgument(field="language")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise InvalidArgument(f"must be a non-negative integer, got {self.seed!r}", field="seed")
-        if not self.metrics:
-            raise InvalidArgument("a result needs at least one metric", field="metrics")
+        try:
+            object.__setattr__(self, "outcome", Outcome(self.outcome))
+        except ValueError:
+            known = ", ".join(Outcome)
+            raise InvalidArgument(
+                f"unknown outcome {self.outcome!r}; expected one of {known}", field="outcome"
+            ) from None
+        if not self.metrics and self.outcome in (Outcome.OK, Outcome.LANGUAGE_MISMATCH):
+            raise InvalidArgument(f"a result with outcome {self.outcome} needs at least one metric", field="metrics")
         allowed = task.metric_names()
         clean: dict[str, float] = {}
         for name, value in self.metrics.items():
@@ -102,17 +126,18 @@ class ItemResult:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {name: (dict(self.metrics) if name == "metrics" else getattr(self, name)) for name in _FIELDS}
+        data = {name: getattr(self, name) for name in _FIELDS}
+        return data | {"metrics": dict(self.metrics), "outcome": self.outcome.value}
 
 
 def result_from_json(data: Mapping[str, Any]) -> ItemResult:
     unknown = set(data) - set(_FIELDS)
     if unknown:
         raise InvalidArgument(f"unknown result fields {sorted(unknown)}", field=sorted(unknown)[0])
-    missing = [name for name in _FIELDS if name not in data and name != "variant"]
+    missing = [name for name in _FIELDS if name not in data and name not in _DEFAULTS]
     if missing:
         raise InvalidArgument(f"missing result fields {missing}", field=missing[0])
-    return ItemResult(**{**{"variant": ""}, **data})
+    return ItemResult(**{**_DEFAULTS, **data})
 
 
 def results_to_jsonl(records: Iterable[ItemResult]) -> bytes:
@@ -152,11 +177,12 @@ def read_jsonl(path: str | Path) -> list[ItemResult]:
 
 
 def load_results(sources: Iterable[str | Path | ItemResult] | str | Path) -> list[ItemResult]:
-    """Records from shard paths (files, or directories searched for `*.jsonl`) and/or records.
+    """Records from shard paths (files, or directories searched for `*.jsonl`, sample logs left out)
+    and/or records.
 
     Loading the same shard twice is harmless: identical records are kept once. Two records with the
-    same key but different metrics mean two runs disagree, which would silently bias every mean, so
-    that raises InvalidArgument.
+    same key but different metrics or outcomes mean two runs disagree, which would silently bias every
+    mean, so that raises InvalidArgument.
     """
     if isinstance(sources, (str, Path)):
         sources = [sources]
@@ -166,13 +192,18 @@ def load_results(sources: Iterable[str | Path | ItemResult] | str | Path) -> lis
             batch = [source]
         else:
             path = Path(source)
-            files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
+            files = (
+                sorted(p for p in path.rglob("*.jsonl") if not p.name.endswith(SAMPLES_SUFFIX))
+                if path.is_dir()
+                else [path]
+            )
             batch = [record for file in files for record in read_jsonl(file)]
         for record in batch:
             previous = seen.setdefault(record.key, record)
-            if previous is not record and dict(previous.metrics) != dict(record.metrics):
+            if previous is not record and previous.to_json() | {"study": ""} != record.to_json() | {"study": ""}:
                 raise InvalidArgument(
-                    f"conflicting results for {record.key}: {dict(previous.metrics)} vs {dict(record.metrics)}",
+                    f"conflicting results for {record.key}: {dict(previous.metrics)} ({previous.outcome}) vs "
+                    f"{dict(record.metrics)} ({record.outcome})",
                     field="metrics",
                 )
     return list(seen.values())

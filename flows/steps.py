@@ -8,6 +8,8 @@ single training, generation or judge call.
 
 from __future__ import annotations
 
+import enum
+import json
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -18,11 +20,14 @@ from flows.clients import Clients
 from flows.config import StudyConfig
 from flows.data.build import Built, read_eval_set
 from flows.evals import TASKS, EvalItem
-from flows.results import ItemResult, results_from_jsonl, results_to_jsonl
-from services.common.errors import FailedPrecondition
+from flows.results import ItemResult, Outcome, results_from_jsonl, results_to_jsonl
+from flows.samples import dumps_samples
+from services.common.errors import TRANSIENT_CODES, FailedPrecondition, ItemError, error_for
 from services.common.store import ArtifactStore
 from services.generator.client import GeneratorClient
+from services.generator.records import Completion
 from services.judge.records import GradeItem
+from services.judge.records import Outcome as JudgeOutcome
 from services.trainer.client import TrainerClient
 from services.trainer.schema import JobState
 
@@ -115,26 +120,41 @@ def train_model(
 # -- evaluation ---------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Graded:
+    """One item as its shard leaves it: the metrics it has, its outcome, and its sample (what the step had in
+    hand: prompt, reply, language labels, the judge's verdict, log-likelihoods)."""
+
+    metrics: dict[str, float]
+    outcome: Outcome
+    sample: dict[str, Any]
+
+
 def shard_result_key(cfg: StudyConfig, shard: Shard) -> str:
     identity = keys.shard_identity(cfg, shard.task, shard.evalset.manifest.data_sha256, shard.seed)
     return keys.shard_result(shard.key, identity)
 
 
 def evaluate_shard(cfg: StudyConfig, store: ArtifactStore, clients: Clients, shard: Shard) -> str:
-    """Run one shard and store its ItemResult records; return the key. Done shards are not rerun."""
+    """Run one shard and store its ItemResult records and their samples; return the result key.
+
+    Every item gets a record, also one that could not be graded (its outcome says why). Done shards are
+    not rerun: the result file is written last, so its existence says the samples are there too.
+    """
     key = shard_result_key(cfg, shard)
     if store.exists(key):
         return key
     items = read_eval_set(store, shard.evalset)
     task = TASKS.get(shard.task)
     if task.method == "loglikelihood":
-        metrics = _score_choices(clients.generator, task, items, shard)
+        graded = _score_choices(clients.generator, task, items, shard)
     elif task.graded_by == "judge":
-        metrics = _judged(cfg, clients, items, shard)
+        graded = _judged(cfg, clients, items, shard)
     else:
-        metrics = [
-            task.score(item, text)
-            for item, text in zip(items, _generate(cfg, clients.generator, items, shard), strict=True)
+        completions = _generate(cfg, clients.generator, items, shard)
+        graded = [
+            _Graded(task.score(item, c.text) if not c.error else {}, _generated(c, item), _generation(item, c))
+            for item, c in zip(items, completions, strict=True)
         ]
     records = [
         ItemResult(
@@ -146,10 +166,15 @@ def evaluate_shard(cfg: StudyConfig, store: ArtifactStore, clients: Clients, sha
             language=shard.language,
             seed=shard.seed,
             item_id=item.id,
-            metrics=m,
+            metrics=g.metrics,
+            outcome=g.outcome,
         )
-        for item, m in zip(items, metrics, strict=True)
+        for item, g in zip(items, graded, strict=True)
     ]
+    store.put_bytes(
+        keys.shard_samples(key),
+        dumps_samples(r.to_json() | g.sample for r, g in zip(records, graded, strict=True)),
+    )
     store.put_bytes(key, results_to_jsonl(records))
     return key
 
@@ -158,10 +183,40 @@ def read_shard(store: ArtifactStore, key: str) -> list[ItemResult]:
     return results_from_jsonl(store.get_bytes(key), source=key)
 
 
-def _generate(cfg: StudyConfig, generator: GeneratorClient, items: Sequence[EvalItem], shard: Shard) -> list[str]:
-    """Completions in item order. Items are grouped by forced prefix: one Generate call per group."""
+def _failed(error: ItemError, what: str) -> Outcome:
+    """The outcome of an item a service failed on. A transient failure is raised instead, so that Prefect
+    retries the shard rather than recording an error that a second try would not have; a cancelled call
+    (an interrupted study) is raised too, so the shard is not stored and a rerun evaluates it."""
+    if error.code in TRANSIENT_CODES or error.code == "CANCELLED":
+        raise error_for(error.code, f"{what}: {error.message}", error.field)
+    return Outcome.REFUSED if error.code == "INVALID_ARGUMENT" else Outcome.ERROR
+
+
+def _generated(completion: Completion, item: EvalItem) -> Outcome:
+    return _failed(completion.error, f"generation of item {item.id}") if completion.error else Outcome.OK
+
+
+def _generation(item: EvalItem, completion: Completion) -> dict[str, Any]:
+    sample = {
+        "prompt": item.prompt,
+        "response_prefix": item.response_prefix,
+        "reply": completion.text,
+        "finish_reason": completion.finish_reason,
+        "prompt_tokens": completion.prompt_tokens,
+        "completion_tokens": completion.completion_tokens,
+        "truncated_tokens": completion.truncated_tokens,
+        "error": str(completion.error) if completion.error else None,
+    }
+    return sample | ({"answers": item.answers} if item.answers else {})
+
+
+def _generate(
+    cfg: StudyConfig, generator: GeneratorClient, items: Sequence[EvalItem], shard: Shard
+) -> list[Completion]:
+    """Completions in item order (a failed item's carries its error). Items are grouped by forced prefix:
+    one Generate call per group."""
     params = cfg.evaluation.tasks[shard.task].sampling.with_seed(shard.seed)
-    texts: dict[int, str] = {}
+    completions: dict[int, Completion] = {}
     groups: dict[str, list[int]] = {}
     for i, item in enumerate(items):
         groups.setdefault(item.response_prefix, []).append(i)
@@ -172,54 +227,64 @@ def _generate(cfg: StudyConfig, generator: GeneratorClient, items: Sequence[Eval
                 params,
                 adapter=shard.model.adapter_uri,
                 response_prefix=prefix,
-                request_id=f"{shard.key}:{len(texts)}",
+                request_id=f"{shard.key}:{len(completions)}",
             )
         for result in results:
-            if result.error:
-                item = items[indices[result.index]]
-                raise FailedPrecondition(f"generation failed for item {item.id}: {result.error}")
-            texts[indices[result.index]] = result.text
-    return [texts[i] for i in range(len(items))]
+            completions[indices[result.index]] = result
+    return [completions[i] for i in range(len(items))]
 
 
-def _score_choices(
-    generator: GeneratorClient, task: Any, items: Sequence[EvalItem], shard: Shard
-) -> list[dict[str, float]]:
+def _score_choices(generator: GeneratorClient, task: Any, items: Sequence[EvalItem], shard: Shard) -> list[_Graded]:
     pairs = [(item.prompt, choice) for item in items for choice in item.choices]
     with _slots["generator"]:
-        results = generator.score(pairs, adapter=shard.model.adapter_uri, request_id=shard.key)
-    failed = next((r for r in results if r.error), None)
-    if failed is not None:  # a missing log-likelihood would silently pick another answer
-        raise FailedPrecondition(f"scoring failed for pair {failed.index} of shard {shard.key}: {failed.error}")
-    logprobs = iter(r.logprob for r in results)
-    return [task.score(item, [next(logprobs) for _ in item.choices]) for item in items]
+        results = iter(generator.score(pairs, adapter=shard.model.adapter_uri, request_id=shard.key))
+    graded = []
+    for item in items:
+        scored = [next(results) for _ in item.choices]
+        error = next((r.error for r in scored if r.error), None)
+        sample = {
+            "prompt": item.prompt,
+            "choices": [_plain(r, text=choice) for choice, r in zip(item.choices, scored, strict=True)],
+            "label": item.label,
+        }
+        if error is None:
+            graded.append(_Graded(task.score(item, [r.logprob for r in scored]), Outcome.OK, sample))
+        else:  # no metric: a missing log-likelihood would silently pick another answer
+            graded.append(_Graded({}, _failed(error, f"scoring of item {item.id}"), sample))
+    return graded
 
 
-def _judged(cfg: StudyConfig, clients: Clients, items: Sequence[EvalItem], shard: Shard) -> list[dict[str, float]]:
+def _judged(cfg: StudyConfig, clients: Clients, items: Sequence[EvalItem], shard: Shard) -> list[_Graded]:
     """Generate, identify prompt and reply languages (lid), check line-level confusion, then judge; the
     task's hook turns each grade and its language checks into the task's metrics.
 
     The judge gets each reply's language from here, so it applies the paper's gate (a reply in another
-    language than the target scores 1) without asking lid again.
+    language than the target scores 1) without asking lid again. Items whose generation failed go no
+    further: they keep the generation's outcome and no metric.
     """
-    replies = _generate(cfg, clients.generator, items, shard)
-    prompts = [item.instruction or item.prompt for item in items]
+    completions = _generate(cfg, clients.generator, items, shard)
+    graded = [_Graded({}, _generated(c, i), _generation(i, c)) for i, c in zip(items, completions, strict=True)]
+    done = [n for n, g in enumerate(graded) if g.outcome is Outcome.OK]
+    if not done:
+        return graded
+    prompts = [items[n].instruction or items[n].prompt for n in done]
+    replies = [completions[n].text for n in done]
     with _slots["lid"]:
         ids = clients.lid.identify([*prompts, *replies], k=1, strip_role_markers=True)
         checks = clients.lid.check_language([(reply, shard.language) for reply in replies])
-    prompt_ids, reply_ids = ids[: len(items)], ids[len(items) :]
+    prompt_ids, reply_ids = ids[: len(done)], ids[len(done) :]
     grade_items = [
         GradeItem(
-            id=f"{shard.model.key}:{item.id}:{shard.seed}",
+            id=f"{shard.model.key}:{items[n].id}:{shard.seed}",
             prompt=prompt,
             response=reply,
             target_language=shard.language,
             response_language=_top(reply_id) or "und",
         )
-        for item, prompt, reply, reply_id in zip(items, prompts, replies, reply_ids, strict=True)
+        for n, prompt, reply, reply_id in zip(done, prompts, replies, reply_ids, strict=True)
     ]
     with _slots["judge"]:
-        graded = clients.judge.grade(
+        judged = clients.judge.grade(
             grade_items,
             provider=cfg.judge.provider,
             model=cfg.judge.model,
@@ -227,10 +292,24 @@ def _judged(cfg: StudyConfig, clients: Clients, items: Sequence[EvalItem], shard
             run_id=cfg.name,
         )
     judged_metrics = TASKS.get(shard.task).hook_module.judged_metrics  # the task's own metrics of a graded reply
-    return [
-        judged_metrics(record, p, r, shard.language, check)
-        for record, p, r, check in zip(graded.records, prompt_ids, reply_ids, checks, strict=True)
-    ]
+    answers = zip(done, prompts, judged.records, prompt_ids, reply_ids, checks, strict=True)
+    for n, prompt, record, p, r, check in answers:
+        sample = graded[n].sample | {
+            "instruction": prompt,
+            "prompt_language": [_plain(x) for x in p.predictions],
+            "reply_language": [_plain(x) for x in r.predictions],
+            "language_check": _plain(check),
+            "judge": _plain(record),
+        }
+        outcome = Outcome.OK if record.outcome is JudgeOutcome.GRADED else Outcome(record.outcome.value.lower())
+        graded[n] = _Graded(judged_metrics(record, p, r, shard.language, check), outcome, sample)
+    return graded
+
+
+def _plain(record: Any, **extra: Any) -> dict[str, Any]:
+    """A service's record as a sample field: its fields but the batch position, enums as their values."""
+    data = {k: v for k, v in asdict(record).items() if k != "index"} | extra
+    return json.loads(json.dumps(data, default=lambda o: o.value if isinstance(o, enum.Enum) else str(o)))
 
 
 def _top(identification: Any) -> str:

@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import keys, steps
+from flows import cancel, keys, steps
 from flows.clients import Clients
 from flows.config import StudyConfig, load_config
 from flows.data.build import Built, build_eval_sets, build_mixes
@@ -31,8 +31,9 @@ from services.common.store import ArtifactStore, open_store
 
 
 def _transient_only(task_, task_run, state) -> bool:
-    """Prefect retry condition: retry what may pass on a second try, never a caller's mistake."""
-    return isinstance(state.result(raise_on_failure=False), TRANSIENT)
+    """Prefect retry condition: retry what may pass on a second try, never a caller's mistake, and nothing
+    once the run is interrupted."""
+    return not cancel.requested() and isinstance(state.result(raise_on_failure=False), TRANSIENT)
 
 
 RETRY = dict(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_transient_only, cache_policy=NO_CACHE)
@@ -57,11 +58,13 @@ def prepare_eval_sets(cfg: StudyConfig, store: ArtifactStore, clients: Clients) 
 def train(
     cfg: StudyConfig, store: ArtifactStore, clients: Clients, base_model: str, base_model_ref: str, mix: Built
 ) -> steps.TunedModel:
+    cancel.raise_if_requested()  # a queued task does not start after an interrupt
     return steps.train_model(cfg, store, clients.trainer, base_model, base_model_ref, mix)
 
 
 @task(name="evaluate", task_run_name="eval-{shard.model.mix}-{shard.task}-{shard.language}-s{shard.seed}", **RETRY)
 def evaluate(cfg: StudyConfig, store: ArtifactStore, clients: Clients, shard: steps.Shard) -> str:
+    cancel.raise_if_requested()
     return steps.evaluate_shard(cfg, store, clients, shard)
 
 
@@ -125,7 +128,7 @@ def aggregate_results(cfg: StudyConfig, store: ArtifactStore, shard_keys: list[s
     if store.exists(key):
         return Aggregate.from_json(store.get_json(key)), key
     records = [r for key_ in shard_keys for r in steps.read_shard(store, key_)]
-    aggregated = aggregate(records, cfg.report)
+    aggregated = aggregate(records, cfg.report, shards=shard_keys)
     store.put_json(key, aggregated.to_json())
     return aggregated, key
 
@@ -140,9 +143,13 @@ def report(
     models: list[steps.TunedModel],
     out_dir: Path,
 ) -> dict[str, str]:
-    """Figures and the HTML/Markdown report, copied into the store; a report already there is fetched."""
+    """Figures and the HTML/Markdown report, copied into the store; a report already there is fetched.
+    Then the study fails if a task has more items that ended in error than `evaluation.max_error_share`:
+    its numbers would not be trusted, but everything stays stored to look at."""
+    from flows.aggregate import check_error_share
     from flows.figures import render_figures
     from flows.report import render_report
+    from flows.samples import copy_cell_samples
 
     prefix = keys.report_prefix(cfg, aggregate_key, [m.key for m in models], [b.key for b in mixes])
     names = {"html": "report.html", "md": "report.md"}
@@ -150,7 +157,18 @@ def report(
         figures = render_figures(cfg, aggregated.rows, out_dir / "figures")
         manifests = {b.manifest.name: b.manifest.model_dump(mode="json") for b in mixes}
         cards = {f"{m.base_model}/{m.mix}": _card(store, m) for m in models}
-        render_report(cfg, aggregated.rows, aggregated.tests, figures, manifests, cards, out_dir)
+        samples = copy_cell_samples(store, aggregated.shards, out_dir)
+        render_report(
+            cfg,
+            aggregated.rows,
+            aggregated.tests,
+            figures,
+            manifests,
+            cards,
+            out_dir,
+            outcomes=aggregated.outcomes,
+            samples=samples,
+        )
         done = out_dir / keys.REPORT_DONE
         done.unlink(missing_ok=True)
         store.put_dir(prefix, out_dir)
@@ -159,6 +177,7 @@ def report(
         store.put_file(f"{prefix}/{keys.REPORT_DONE}", done)
     else:
         store.get_dir(prefix, out_dir)
+    check_error_share(aggregated.outcomes, cfg.evaluation.max_error_share)
     paths = {kind: out_dir / name for kind, name in names.items() if (out_dir / name).exists()}
     return {kind: str(path) for kind, path in paths.items()} | {"store": store.uri(prefix)}
 
@@ -178,19 +197,21 @@ def study(
     base_models: dict[str, str] | None = None,
     out_dir: str | None = None,
     overrides: dict[str, Any] | None = None,
+    tasks: list[str] | None = None,
 ) -> dict[str, str]:
     """The whole study from a config file. `base_models` maps each base model name to what the trainer and
     generator load (a hub id or a local directory); by default the config's `model` field. `overrides` are
     dotted config keys (e.g. `{"services.lid": "lid:50051", "artifact_store": "s3://polyglot/paper"}`), so a
-    cluster deployment can point a paper config at its own services and store."""
-    cfg = load_config(Path(config_path), overrides)
+    cluster deployment can point a paper config at its own services and store. `tasks`, when given, are
+    the only evaluation tasks run."""
+    cfg = load_config(Path(config_path), overrides, tasks=tasks)
     logger = get_run_logger()
     store = open_store(cfg.artifact_store)
     refs = base_models or {m.name: str(m.model) for m in cfg.base_models if m.model}
     missing = [m.name for m in cfg.base_models if m.name not in refs]
     if missing:
         raise ValueError(f"no model files for {missing}: tiny_random models are built by `polyglot study run`")
-    clients = Clients.connect(cfg)
+    clients = cancel.track(Clients.connect(cfg))  # an interrupt closes them: calls in flight end at once
     try:
         data = prepare(cfg, store, clients)
         logger.info("data: %d mixes, %d eval sets", len(data["mixes"]), len(data["evalsets"]))
@@ -202,4 +223,5 @@ def study(
         target = Path(out_dir or cfg.report.output_dir or Path(".polyglot") / "reports" / cfg.name)
         return report(cfg, store, aggregated, aggregate_key, data["mixes"], models, target.resolve())
     finally:
+        cancel.untrack(clients)
         clients.close()

@@ -1,8 +1,10 @@
 """The `evaluation` section: which registered tasks to run, each with its options.
 
 `tasks` maps a task name to its options, validated by that task's options model (flows/evals/spec.py):
-a task left out is not run; a task named with no settings (`chat:`) runs with its defaults. Plugin tasks
-are loaded from `include_paths` first, so their names and options are checked like the built-ins'.
+a task left out is not run; a task named with no settings (`chat:`, which YAML reads as null) runs with its
+defaults. To skip a task without editing the file, `--set evaluation.tasks.chat=null` or `--tasks` (the
+loader drops the entry: an override means what it says). Plugin tasks are loaded from `include_paths`
+first, so their names and options are checked like the built-ins'.
 """
 
 from __future__ import annotations
@@ -57,9 +59,16 @@ class EvaluationConfig(Section):
     )
     tasks: dict[str, Any] = Field(
         description="Tasks to run, at least one: registered name (chat, xquad, xcsqa, xnli, plugins) → its "
-        "options; `name:` alone runs it with the defaults."
+        "options; `name:` alone runs it with the defaults. `--set evaluation.tasks.<name>=null` skips it."
     )
     sample_seed: int = Field(DATA_SEED, ge=0, description="Seed that draws each task's item sample.")
+    max_error_share: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="The study fails (exit 1, results kept) when a task's share of items that ended in error "
+        "(a failed judge call or generation; item × seed over the whole study) is above this.",
+    )
 
     @field_validator("include_paths")
     @classmethod

@@ -7,7 +7,7 @@ error's location back into `evaluation.tasks.xquad.languages[2]` and its line.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -19,6 +19,8 @@ from services.common.errors import InvalidArgument
 
 PathKey = tuple[str | int, ...]
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_TASKS: PathKey = ("evaluation", "tasks")
+_TASKS_OPTION = "--tasks"  # what an unknown name given to `tasks` is blamed on
 
 
 class ConfigIssue(NamedTuple):
@@ -56,11 +58,21 @@ def format_path(parts: PathKey) -> str:
     return text
 
 
-def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> StudyConfig:
+def load_config(
+    path: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    tasks: Sequence[str] | None = None,
+    check_paths: bool = False,
+) -> StudyConfig:
     """Read and validate a study file. Relative paths inside it are relative to the file.
 
     `overrides` maps dotted keys to values (`{"training.max_steps": 5}`); string values are parsed as
-    YAML scalars, so a CLI can pass `--set training.max_steps=5` through unchanged.
+    YAML scalars, so a CLI can pass `--set training.max_steps=5` through unchanged. An override that sets
+    an evaluation task to null (`--set evaluation.tasks.chat=null`) drops the task; in the file, a bare
+    `chat:` runs it with its defaults. `tasks` keeps only the named tasks, after the overrides: a named task
+    the file leaves out runs with its defaults. `check_paths` also requires every local path the config
+    reads (data, tokenizers, model directories) to exist on this machine.
     Raises ConfigError (an InvalidArgument) for unreadable, malformed or invalid files.
     """
     path = Path(path)
@@ -69,7 +81,14 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     except OSError as exc:
         issue = ConfigIssue("", None, f"cannot read the study config: {exc.strerror}")
         raise ConfigError([issue], str(path)) from None
-    return parse_config(text, base_dir=path.resolve().parent, source=str(path), overrides=overrides)
+    return parse_config(
+        text,
+        base_dir=path.resolve().parent,
+        source=str(path),
+        overrides=overrides,
+        tasks=tasks,
+        check_paths=check_paths,
+    )
 
 
 def parse_config(
@@ -78,14 +97,19 @@ def parse_config(
     base_dir: Path | None = None,
     source: str = "<string>",
     overrides: Mapping[str, Any] | None = None,
+    tasks: Sequence[str] | None = None,
+    check_paths: bool = False,
 ) -> StudyConfig:
-    """Validate YAML text; `base_dir` anchors relative paths (default: the working directory)."""
+    """Validate YAML text; `base_dir` anchors relative paths (default: the working directory), the rest
+    is as in `load_config`."""
     data, lines = _parse_yaml(text, source)
     overridden = _apply_overrides(data, overrides or {}, source)
+    selected = _select_tasks(data, tasks) if tasks is not None else set()
+    context = {"base_dir": base_dir or Path.cwd(), "check_paths": check_paths}
     try:
-        return StudyConfig.model_validate(data, context={"base_dir": base_dir or Path.cwd()})
+        return StudyConfig.model_validate(data, context=context)
     except ValidationError as exc:
-        issues = [_issue(error, data, lines, overridden) for error in exc.errors()]
+        issues = [_issue(error, data, lines, overridden, selected) for error in exc.errors()]
         raise ConfigError(issues, source) from None
 
 
@@ -155,13 +179,32 @@ def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any], source:
                 where = format_path(keys[: depth + 1])
                 raise ConfigError([ConfigIssue(dotted, None, f"override goes through {where}, not a mapping")], source)
             target = child
-        target[keys[-1]] = yaml.safe_load(value) if isinstance(value, str) else value
+        parsed = yaml.safe_load(value) if isinstance(value, str) else value
+        if parsed is None and keys[:-1] == _TASKS:
+            # In a file `chat:` is null and runs the task; an override that says null means "not this task".
+            target.pop(keys[-1], None)
+        else:
+            target[keys[-1]] = parsed
         applied.add(keys)
     return applied
 
 
-def _issue(error: Mapping[str, Any], data: Any, lines: dict[PathKey, int], overridden: set[PathKey]) -> ConfigIssue:
+def _select_tasks(data: dict[str, Any], names: Sequence[str]) -> set[str]:
+    """Keep only `names` under evaluation.tasks; returns the names the file did not configure."""
+    evaluation = data.setdefault("evaluation", {})
+    if not isinstance(evaluation, dict):
+        return set()  # validation reports the section itself
+    configured = evaluation.get("tasks") if isinstance(evaluation.get("tasks"), dict) else {}
+    evaluation["tasks"] = {name: configured.get(name) for name in names}
+    return {name for name in names if name not in configured}
+
+
+def _issue(
+    error: Mapping[str, Any], data: Any, lines: dict[PathKey, int], overridden: set[PathKey], selected: set[str]
+) -> ConfigIssue:
     path = _data_path(error["loc"], data, error["type"])
+    if len(path) > len(_TASKS) and path[: len(_TASKS)] == _TASKS and path[len(_TASKS)] in selected:
+        return ConfigIssue(_TASKS_OPTION, None, error["msg"].removeprefix("Value error, "))
     if any(path[: len(keys)] == keys for keys in overridden):
         line, suffix = None, " (from an override)"
     else:

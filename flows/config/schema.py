@@ -2,6 +2,11 @@
 
 Every default is the paper's setting, so a study file only states what differs. `polyglot config
 schema` (see `docs.py`) prints every field with its type, default and description.
+
+Some fields are settings of a service, not of the study: a base model's `backend`, `dtype` and
+`tensor_parallel_size`, and the judge's `base_url`, `api_key_env` and `concurrency`. `polyglot study run`
+hands them to the services it starts; services that already run own them, so they stay out of artifact
+keys, and preflight (`flows/preflight_config.py`) checks what a running service reports against them.
 """
 
 from __future__ import annotations
@@ -14,8 +19,18 @@ from pydantic import Field, create_model, field_validator, model_validator
 from flows.config.data import DataConfig
 from flows.config.evaluation import EvaluationConfig
 from services.common.catalog import SERVICES
-from services.common.config.types import Address, HubIdOrPath, LocalPath, Section, Slug, StoreUri, unique
+from services.common.config.types import (
+    Address,
+    HubIdOrPath,
+    LocalPath,
+    OutputPath,
+    Section,
+    Slug,
+    StoreUri,
+    unique,
+)
 from services.common.presets import PAPER_SEEDS
+from services.judge.providers import PROVIDERS
 from services.trainer.config import TrainingConfig
 
 DEFAULT_STORE = "file://./.polyglot/artifacts"
@@ -63,11 +78,19 @@ class BaseModelConfig(Section):
         None, description="Hub id (meta-llama/Llama-2-7b-hf) or local directory; omit when tiny_random is set."
     )
     tiny_random: TinyRandomModel | None = Field(None, description="Build a tiny random Llama instead of loading.")
-    backend: Literal["hf", "vllm"] = Field("hf", description="Generator backend: transformers (hf) or vllm.")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Weights dtype for training and generation (auto: the checkpoint's own)."
+    backend: Literal["hf", "vllm"] = Field(
+        "hf",
+        description="Generator backend: transformers (hf) or vllm. `study run` starts the generator with it; "
+        "preflight checks a running one.",
     )
-    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per model replica (vllm backend only).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="Generator weights dtype (auto: the generator's default); `study run` starts the generator "
+        "with it.",
+    )
+    tensor_parallel_size: int = Field(
+        1, ge=1, description="GPUs per model replica (vllm only); `study run` starts the generator with it."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> BaseModelConfig:
@@ -88,12 +111,27 @@ class JudgeConfig(Section):
         "gpt-3.5-turbo",
         description="Judge model (the paper's: gpt-3.5-turbo); for the `generator` provider, a model it serves.",
     )
-    base_url: str | None = Field(None, description="OpenAI-compatible endpoint; null = the provider's default.")
+    base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible endpoint; null = the provider's default. `study run` starts the judge with it.",
+    )
     api_key_env: str = Field(
-        "OPENAI_API_KEY", description="Name of the environment variable holding the API key (never the key)."
+        "OPENAI_API_KEY",
+        description="Environment variable holding the API key (never the key); `study run` hands its value "
+        "to the judge it starts.",
     )
     template: str = Field("helpfulness", description="Grading template name, or an artifact URI of a template.")
-    concurrency: int = Field(8, ge=1, description="Judge requests in flight at once.")
+    concurrency: int = Field(
+        8, ge=1, description="Requests the judge sends to its provider at once; `study run` starts the judge with it."
+    )
+
+    @field_validator("provider")
+    @classmethod
+    def _registered(cls, provider: str) -> str:
+        # The judge has no RPC that lists its providers; its registry is this one.
+        if provider not in PROVIDERS:
+            raise ValueError(f"unknown judge provider {provider!r} (known: {', '.join(PROVIDERS.names())})")
+        return provider
 
 
 class ReportConfig(Section):
@@ -101,7 +139,9 @@ class ReportConfig(Section):
     figure_formats: list[Literal["png", "svg"]] = Field(["png", "svg"], min_length=1, description="Figures.")
     confidence: float = Field(0.95, gt=0.0, lt=1.0, description="Confidence level of bootstrap intervals.")
     bootstrap_samples: int = Field(1000, ge=100, description="Bootstrap resamples for intervals and tests.")
-    output_dir: LocalPath | None = Field(None, description="Also copy the report here; null = only the artifact store.")
+    output_dir: OutputPath | None = Field(
+        None, description="Also copy the report here; null = only the artifact store."
+    )
 
 
 class StudyConfig(Section):

@@ -13,7 +13,16 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from flows.evals.items import EvalItem
 from services.common import languages as language_registry
@@ -189,9 +198,15 @@ def _options_model(spec: TaskSpec, hook: ModuleType) -> type[TaskOptions]:
     study = language_registry.codes(language_registry.STUDY_LANGUAGES)
     default_languages = [code for code in study if spec.languages is None or code in spec.languages]
     sample_size, sample_text = _option(spec, "sample_size", TaskOptions.model_fields["sample_size"].description)
+
+    def covered(code: str) -> str:
+        if spec.languages is not None and code not in spec.languages:
+            raise ValueError(f"{spec.name} has no {code!r} data (it covers {', '.join(spec.languages)})")
+        return code
+
     fields: dict[str, Any] = {
         "languages": (
-            list[LanguageCode],
+            list[Annotated[LanguageCode, AfterValidator(covered)]],
             Field(
                 default_factory=lambda: list(default_languages),
                 min_length=1,

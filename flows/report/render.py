@@ -3,8 +3,9 @@
 The numbers are laid out here (tables as lists of cells) so that the two templates only place them:
 `templates/report.html.j2` and `templates/report.md.j2`. HTML embeds every figure as a data URI (SVG
 when rendered, else PNG), so the file can be mailed or attached to a CI run; Markdown links figures
-copied beside it under `figures/`. Both are written atomically and carry no timestamp, so a rerun of
-a finished study rewrites byte-identical reports.
+copied beside it under `figures/`. Each cell shows its count of items and the outcomes that left items
+out of the mean, linked to the cell's samples under `samples/` where the study copied them. Both are
+written atomically and carry no timestamp, so a rerun of a finished study rewrites byte-identical reports.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from flows.aggregate import PairedTest, SummaryRow, cell_slug, mix_sort_key
+from flows.aggregate import CellOutcomes, Group, PairedTest, SummaryRow, cell_slug, mix_sort_key
 from flows.config import StudyConfig, config_hash
 from flows.evals import TASKS
 from flows.figures import PIPELINE_CHECK_NOTE, FigureFile, figure_title, in_tuning_data, mix_label
@@ -73,6 +74,8 @@ class Cell:
     title: str = ""  # HTML tooltip: the detail that does not fit the cell
     trained: bool = False  # language in the mix's tuning data
     significant: bool = False
+    counts: str = ""  # items in the mean and the outcomes of those left out: "n=12 · 2 unparsable"
+    link: str = ""  # the cell's samples, relative to the report
 
 
 @dataclass
@@ -104,6 +107,14 @@ def _signed(metric: str, value: float) -> str:
 
 def _p(value: float) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _counts(n_obs: int, outcomes: Mapping[str, int]) -> str:
+    """`n=` the item × seed observations in the mean, then every outcome other than `ok` with its count
+    (language mismatches are in the mean, graded 1; the others are not)."""
+    if not outcomes:
+        return ""
+    return " · ".join([f"n={n_obs}", *(f"{count} {name}" for name, count in outcomes.items() if name != "ok")])
 
 
 def _language_label(code: str) -> str:
@@ -145,8 +156,11 @@ def _sections(
     tests: Sequence[PairedTest],
     figures: Sequence[FigureFile],
     out_dir: Path,
+    outcomes: Sequence[CellOutcomes],
+    samples: Mapping[Group, str],
 ) -> list[Section]:
     order = cfg.data.mixes.order
+    counts_of = {(c.base_model, c.mix, c.task, c.variant, c.language): c.counts for c in outcomes}
     alpha = 1.0 - cfg.report.confidence
     by_series: dict[tuple[str, str, str, str], list[SummaryRow]] = defaultdict(list)
     for row in rows:
@@ -169,8 +183,10 @@ def _sections(
         slug = cell_slug(base_model, task, variant, metric)
         if series_rows:
             cells = {(r.mix, r.language): r for r in series_rows}
-            mixes = _mix_order(cfg, {r.mix for r in series_rows})
-            langs = languages.figure_order({r.language for r in series_rows})
+            # Cells where no item has this metric still get their place, to show why.
+            counted = [(g[1], g[4]) for g in counts_of if (g[0], g[2], g[3]) == (base_model, task, variant)]
+            mixes = _mix_order(cfg, {r.mix for r in series_rows} | {mix for mix, _ in counted})
+            langs = languages.figure_order({r.language for r in series_rows} | {lang for _, lang in counted})
             table = Table(
                 id=slug,
                 title=title,
@@ -182,16 +198,24 @@ def _sections(
                 line = []
                 for mix in mixes:
                     r = cells.get((mix, lang))
-                    if r is None:
-                        line.append(Cell("–"))
+                    group = (base_model, mix, task, variant, lang)
+                    link = samples.get(group, "")
+                    if r is None:  # no item has this metric; its outcomes, if any, say why
+                        counted = counts_of.get(group)
+                        trained = in_tuning_data(mix, lang, order) if counted else False
+                        line.append(Cell("–", trained=trained, counts=_counts(0, counted or {}), link=link))
                         continue
                     per_seed = zip(r.seeds, r.seed_means, strict=True)
                     spread = ", ".join(f"seed {s}: {_number(metric, m)}" for s, m in per_seed)
+                    outcome_list = ", ".join(f"{name} {count}" for name, count in r.outcomes.items())
                     line.append(
                         Cell(
                             f"{_number(metric, r.mean)} [{_number(metric, r.ci_low)}, {_number(metric, r.ci_high)}]",
-                            title=f"n = {r.n_items} items × {r.n_seeds} seeds; {spread}",
+                            title=f"n = {r.n_items} items × {r.n_seeds} seeds; {spread}"
+                            + (f"; outcomes: {outcome_list}" if outcome_list else ""),
                             trained=in_tuning_data(mix, lang, order),
+                            counts=_counts(r.n_obs, r.outcomes),
+                            link=link,
                         )
                     )
                     std = "–" if r.seed_std is None else _number(metric, r.seed_std)
@@ -300,11 +324,15 @@ def render_report(
     out_dir: str | Path,
     *,
     versions: Sequence[tuple[str, str]] | None = None,
+    outcomes: Sequence[CellOutcomes] = (),
+    samples: Mapping[Group, str] | None = None,
 ) -> dict[str, Path]:
     """Write `report.html` and/or `report.md` (as `cfg.report.formats` asks) into out_dir.
 
     `manifests` and `cards` are the dataset manifests and training cards as {name: JSON-able} or a
-    list of dicts; they are shown verbatim. Returns {"html": path, "md": path} for what was written.
+    list of dicts; they are shown verbatim. `outcomes` (the aggregate's) fill cells where no item has a
+    metric; `samples` maps a cell to its samples file, relative to out_dir. Returns {"html": path,
+    "md": path} for what was written.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -321,7 +349,7 @@ def render_report(
         "mixes": ", ".join(mix_label(m) for m in cfg.data.mixes.build),
         "seeds": ", ".join(str(s) for s in cfg.seeds),
         "tasks": ", ".join(TASKS.get(t).label for t in cfg.evaluation.tasks),
-        "sections": _sections(cfg, aggregate_rows, tests, figures, out_dir),
+        "sections": _sections(cfg, aggregate_rows, tests, figures, out_dir, outcomes, samples or {}),
         "config_yaml": yaml.safe_dump(
             cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True, default_flow_style=None, width=100
         ),

@@ -185,17 +185,35 @@ class AsyncServiceClient:
 
 
 def wait_for_health(address: str, timeout: float = 60.0, service: str = "") -> None:
-    """Block until the server at `address` answers SERVING, or raise `Unavailable`."""
+    """Block until the server at `address` answers SERVING (for `service`, if named), or raise `Unavailable`
+    with a one-line reason (nothing listening, another kind of server, no answer, NOT_SERVING)."""
     deadline = time.monotonic() + timeout
-    last: Exception | None = None
+    reason = "no answer"
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
+        while True:
+            attempt = max(0.05, min(1.0, deadline - time.monotonic()))
             try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1.0)
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=attempt)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
+                reason = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
             except grpc.RpcError as exc:
-                last = exc
+                reason = _health_failure(exc, service)
+            if time.monotonic() + 0.1 >= deadline:
+                break
             time.sleep(0.1)
-    raise errors.Unavailable(f"{address} not SERVING after {timeout:.0f} s (last error: {last})")
+    raise errors.Unavailable(f"{address} not SERVING after {timeout:g} s: {reason}")
+
+
+def _health_failure(exc: grpc.RpcError, service: str) -> str:
+    code, details = exc.code(), (exc.details() or "").strip()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return "nothing listening (connection refused)" if "refused" in details.lower() else f"unreachable ({details})"
+    if code == grpc.StatusCode.NOT_FOUND:
+        return f"a server answers but does not serve {service}"
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return "a server answers but has no gRPC health service"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "no answer in time"
+    return f"{code.name}: {details}"

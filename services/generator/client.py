@@ -3,6 +3,7 @@
     with GeneratorClient("127.0.0.1:50052") as gen:
         for completion in gen.generate(["### Human: Hi\\n### Assistant:"], preset="chat", seed=42):
             print(completion.index, completion.text, completion.error)
+        verdict = gen.generate_all([prompt], structured=JsonSchema({"type": "object", ...}), max_tokens=64)
         scores = gen.score([("The capital of France is", " Paris")])
 
 `AsyncGeneratorClient` is the asyncio twin; both build requests and read replies with the functions here.
@@ -20,6 +21,7 @@ from services.common.presets import SamplingParams
 from services.common.status import item_error
 from services.generator.core import ModelEntry
 from services.generator.records import Completion, Models, ScoreResult
+from services.generator.structured import JsonSchema, Regex, Structured
 
 _FIELDS = ("temperature", "top_p", "top_k", "frequency_penalty", "repetition_penalty", "max_tokens", "seed")
 
@@ -40,6 +42,14 @@ def sampling_to_proto(
     return msg
 
 
+def structured_to_proto(structured: Structured | None) -> generator_pb2.StructuredOutput | None:
+    if isinstance(structured, JsonSchema):
+        return generator_pb2.StructuredOutput(json_schema=structured.text)
+    if isinstance(structured, Regex):
+        return generator_pb2.StructuredOutput(regex=structured.pattern)
+    return None
+
+
 def generate_request(
     prompts: Iterable[str],
     params: SamplingParams | None = None,
@@ -48,6 +58,7 @@ def generate_request(
     adapter: str = "",
     response_prefix: str = "",
     request_id: str = "",
+    structured: Structured | None = None,
     **overrides,
 ) -> generator_pb2.GenerateRequest:
     return generator_pb2.GenerateRequest(
@@ -56,6 +67,7 @@ def generate_request(
         adapter=adapter,
         response_prefix=response_prefix,
         request_id=request_id,
+        structured=structured_to_proto(structured),
     )
 
 
@@ -88,7 +100,8 @@ class GeneratorClient(ServiceClient):
 
     def generate(self, prompts: Iterable[str], *args, timeout: float | None = None, **kwargs) -> Iterator[Completion]:
         """Completions as each finishes (any order: use `.index`; `.error` marks a failed item). Arguments
-        as `generate_request`: sampling `params`, or a `preset` plus overrides (`max_tokens=...`)."""
+        as `generate_request`: sampling `params`, or a `preset` plus overrides (`max_tokens=...`), and
+        `structured=JsonSchema(...)` or `Regex(...)` to constrain the completions."""
         for result in self.stream("Generate", generate_request(prompts, *args, **kwargs), timeout=timeout):
             yield completion(result)
 

@@ -4,6 +4,7 @@
   request's explicit fields on top.
 - Prompts: `prompt + response_prefix` (the forced response prefix: the model continues after it, and the
   completion is returned without it), tokenised, then cut from the left to leave room for max_tokens.
+- Structured output: a JSON Schema or regex (`structured.py`), checked before any row runs.
 - Scoring: (context, continuation) split into tokens exactly as lm-evaluation-harness does.
 - Bad input fails the call with the offending field named (INVALID_ARGUMENT / NOT_FOUND); a problem with
   one item of a batch is reported on that item only, so its neighbours are still served.
@@ -22,6 +23,7 @@ from services.common.errors import FailedPrecondition, InvalidArgument, Polyglot
 from services.common.presets import SamplingParams, get_preset
 from services.generator.adapters import AdapterCache
 from services.generator.engine import BASE, Engine, GenRow, ScoreRow, encode, encode_pair, truncate_left
+from services.generator.structured import Structured, character_parser
 
 Pair = tuple[list[int], list[int]]  # (context ids, continuation ids)
 NO_MODEL = "no base model is configured: start the service with --model (or POLYGLOT_GENERATOR_MODEL)"
@@ -105,11 +107,14 @@ class Generator:
         *,
         adapter: str = "",
         response_prefix: str = "",
+        structured: Structured | None = None,
     ) -> AsyncIterator[GenerateOutcome]:
         """Completions in the order they finish, each tagged with its prompt's index."""
         engine, adapters = self._require_engine()
         if not prompts:
             raise InvalidArgument("at least one prompt is required", field="prompts")
+        if structured is not None:
+            await asyncio.to_thread(character_parser, structured)  # a regex compiles to an automaton: not on the loop
         max_context = engine.info.max_context
         if sampling.max_tokens >= max_context:
             raise InvalidArgument(
@@ -133,7 +138,7 @@ class Generator:
                         field=f"prompts[{i}]",
                     )
                 outcomes.append(GenerateOutcome(i, prompt_tokens=len(ids), truncated_tokens=cut))
-                rows.append(GenRow(tuple(ids), sampling, name))
+                rows.append(GenRow(tuple(ids), sampling, name, structured))
                 row_index.append(i)
             for outcome in outcomes:
                 if outcome.error:

@@ -17,17 +17,20 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from services.common.presets import SamplingParams
+from services.generator.structured import Structured
 
 BASE = ""  # the adapter name that means "the base model"
 
 
 @dataclass(frozen=True)
 class GenRow:
-    """One prompt to complete: token ids after truncation, its own sampling parameters and seed."""
+    """One prompt to complete: token ids after truncation, its own sampling parameters and seed, and the
+    constraint its completion must match (None: free text)."""
 
     prompt_ids: tuple[int, ...]
     params: SamplingParams
     adapter: str = BASE
+    structured: Structured | None = None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from services.common.messages import to_message
 from services.common.presets import SamplingParams
 from services.common.status import item_status
 from services.generator.core import Generator, ModelEntry, resolve_sampling
+from services.generator.structured import JsonSchema, Regex, Structured
 
 log = logging.getLogger("polyglot.generator")
 
@@ -26,6 +27,15 @@ def sampling_from_proto(msg: common_pb2.SamplingParams) -> SamplingParams:
     if msg.stop:
         overrides["stop"] = list(msg.stop)
     return resolve_sampling(msg.preset, overrides)
+
+
+def structured_from_proto(msg: generator_pb2.StructuredOutput) -> Structured | None:
+    which = msg.WhichOneof("constraint")
+    if which == "json_schema":
+        return JsonSchema(msg.json_schema)
+    if which == "regex":
+        return Regex(msg.regex)
+    return None
 
 
 def model_info(entry: ModelEntry) -> generator_pb2.ModelInfo:
@@ -42,7 +52,11 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
                  request.adapter or "-")
         sampling = sampling_from_proto(request.sampling)
         outcomes = self.generator.generate(
-            list(request.prompts), sampling, adapter=request.adapter, response_prefix=request.response_prefix
+            list(request.prompts),
+            sampling,
+            adapter=request.adapter,
+            response_prefix=request.response_prefix,
+            structured=structured_from_proto(request.structured),
         )
         async for outcome in outcomes:
             yield to_message(

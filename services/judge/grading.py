@@ -210,6 +210,7 @@ class Grader:
             "temperature": self.settings.temperature,
             "seed": self.settings.seed,
             "max_tokens": self.settings.max_tokens,
+            **plan.provider.reply_shape,
         }
         inputs = {
             "prompt": item.prompt,

@@ -95,6 +95,10 @@ class Provider(ABC):
     """One configured backend. Subclasses implement `_complete` (a single request, no retry)."""
 
     name = ""
+    # What else decides this provider's replies besides the model, prompt and sampling settings (a decoding
+    # constraint, a token cap): part of the reply cache's key, so a change there is not served old replies.
+    # Empty for providers whose requests are only those; their cache keys are unchanged.
+    reply_shape: dict[str, str] = {}
 
     def __init__(self, settings: JudgeSettings):
         self.settings = settings

@@ -2,13 +2,15 @@
 
 A cut-down smoke config (tests/e2e/study_e2e.yaml) on the tiny random Llama: the numbers check the
 pipeline, never quality. One uninterrupted run produces the report; a second run in another store is
-killed after its first training job and rerun, and must neither retrain that job nor change a metric.
+killed after its first training job, rerun and interrupted (Ctrl-C) mid-evaluation, and rerun again: it
+must neither retrain that job nor change a metric.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -105,6 +107,59 @@ def uninterrupted(study):
     return study.tmp / "report-a"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _children(pid: int) -> list[int]:
+    """Child processes of `pid`, started from any of its threads."""
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+
+
+def _interrupt_mid_evaluation(study: Study, store, run: str) -> None:
+    """Ctrl-C once a shard is stored: exit 130 within 10 s, the resume command printed, no child left."""
+    proc = study.start(run)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(o.key.endswith(".jsonl") for o in store.list("results/")):
+            break
+        time.sleep(0.5)
+    log = study.tmp / f"flow-{run}.log"
+    assert proc.poll() is None, "the run ended before evaluation: " + log.read_text()[-3000:]
+    children = _children(proc.pid)  # Prefect's temporary API among them
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    code = proc.wait(timeout=60)
+    assert (code, time.monotonic() - started < 10) == (130, True), log.read_text()[-3000:]
+    assert f"resume with: polyglot study run {CONFIG} --no-services" in log.read_text()
+    assert not [c for c in children if _alive(c)]
+
+
+def test_interrupt_stops_the_services_it_started(study, uninterrupted):
+    """A run with its own services (fresh ports, its own state), interrupted once they serve."""
+    sets = [f"--set=services.{name}=127.0.0.1:{_free_port()}" for name in SERVICES]
+    cmd = [
+        sys.executable, "-m", "flows.cli", "study", "run", str(CONFIG), "--state-dir", str(study.tmp / "state-own"),
+        "--out", str(study.tmp / "report-own"), f"--set=artifact_store=s3://{study.bucket}/a", *sets,
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=study.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    output = ""
+    while "services up:" not in output:
+        line = proc.stderr.readline()
+        assert line, "the run ended before its services were up: " + output[-3000:]
+        output += line
+    pids = [int(proc.stderr.readline().split(" pid ")[1]) for _ in SERVICES]
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    rest = proc.communicate(timeout=60)[1]
+    assert (proc.returncode, time.monotonic() - started < 10) == (130, True), rest[-3000:]
+    assert not [pid for pid in pids if _alive(pid)], "a service outlived the run"
+
+
 def test_report_has_every_task_figures_and_tables(uninterrupted):
     html = (uninterrupted / "report.html").read_text()
     md = (uninterrupted / "report.md").read_text()
@@ -116,6 +171,33 @@ def test_report_has_every_task_figures_and_tables(uninterrupted):
     rows = json.loads((uninterrupted / "aggregate.json").read_text())["rows"]
     assert {r["task"] for r in rows} == {"chat", "xquad", "xcsqa", "xnli"}
     assert {r["mix"] for r in rows} == {"mono", "multi-2"}
+
+
+def test_every_shard_logs_a_sample_per_item_and_polyglot_samples_lists_them(study, uninterrupted):
+    from flows.keys import is_shard_samples, shard_samples
+    from flows.steps import read_shard
+
+    store = study.store("a")
+    shards = [o.key for o in store.list("results/") if o.key.endswith(".jsonl") and not is_shard_samples(o.key)]
+    assert shards
+    chat = []
+    for key in shards:
+        records = read_shard(store, key)
+        samples = [json.loads(line) for line in store.get_bytes(shard_samples(key)).decode().splitlines()]
+        assert [(s["item_id"], s["outcome"]) for s in samples] == [(r.item_id, r.outcome) for r in records], key
+        chat += [r for r in records if r.task == "chat"]
+    outcome = chat[0].outcome
+    sets = [f"--set={k}={v}" for k, v in study.overrides_for("a").items()]
+    command = [sys.executable, "-m", "flows.cli", "samples", str(CONFIG), "--task", "chat", "--outcome", outcome]
+    listed = subprocess.run([*command, "--json", *sets], env=study.env, capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    lines = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(lines) == sum(r.outcome == outcome for r in chat)
+    assert all(s["task"] == "chat" and s["outcome"] == outcome and "reply" in s for s in lines)
+
+    md = (uninterrupted / "report.md").read_text()
+    links = set(re.findall(r"\]\((samples/[^)]+\.jsonl)\)", md))
+    assert links and all((uninterrupted / link).is_file() for link in links)
 
 
 def test_killed_study_resumes_without_retraining_and_matches(study, uninterrupted):
@@ -135,6 +217,7 @@ def test_killed_study_resumes_without_retraining_and_matches(study, uninterrupte
     trainer = _trainer(study)
     model = store.get_json(first[0])
     before = trainer.get(model["job_id"])
+    _interrupt_mid_evaluation(study, store, "b")
 
     rerun = study.run("b")
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-5000:]
@@ -153,3 +236,20 @@ def test_killed_study_resumes_without_retraining_and_matches(study, uninterrupte
         return {(r["mix"], r["task"], r["variant"], r["language"], r["metric"]): r["mean"] for r in rows}
 
     assert means(study.tmp / "report-b") == means(uninterrupted)
+
+
+def test_every_chat_reply_that_passed_the_language_gate_has_a_helpfulness_grade(study, uninterrupted):
+    """The generator-as-judge answers under the verdict's JSON Schema, so the tiny random model grades every
+    reply the gate lets through: no UNPARSABLE or ERROR outcome, a score of 1..6 on each graded item."""
+    from flows.keys import is_shard_samples
+    from flows.results import Outcome
+    from flows.steps import read_shard
+
+    store = study.store("a")
+    shards = [o.key for o in store.list("results/") if o.key.endswith(".jsonl") and not is_shard_samples(o.key)]
+    chat = [r for key in shards for r in read_shard(store, key) if r.task == "chat"]
+    assert chat
+    assert {r.outcome for r in chat} <= {Outcome.OK, Outcome.LANGUAGE_MISMATCH}, {r.outcome for r in chat}
+    passed = [r for r in chat if r.outcome is Outcome.OK]
+    assert passed, "no reply passed the language gate: the judge was never asked"
+    assert all(1 <= r.metrics["helpfulness"] <= 6 for r in passed)

@@ -45,3 +45,25 @@ async def test_translation_through_the_generator(scripted_generator, make_judge)
     judge = make_judge("http://127.0.0.1:9/v1", provider="generator", model="tiny-llama", generator_address=address)
     translated = await judge.translate(TranslateJob(["Hello world"], target_language="sv", provider="generator"))
     assert translated.records[0].text == "Hej världen"
+
+
+async def test_the_tiny_random_generator_grades_every_gated_item(generator_service, make_judge):
+    """The real tiny Llama as the judge: its words are noise, but structured output makes every reply that
+    passes the language gate a parsable verdict (as in the smoke study)."""
+    base = generator_service.generator.engine.info.model
+    judge = make_judge(
+        "http://127.0.0.1:9/v1", provider="generator", model=base, generator_address=generator_service.address
+    )
+    items = [
+        GradeItem("What is the capital of France?", "Paris is the capital.", "en", response_language="en"),
+        GradeItem("¿Qué es la fotosíntesis?", "Convierte luz en energía.", "es", response_language="es"),
+        GradeItem("Wie spät ist es?", "It is noon.", "de", response_language="en"),  # gated: scored 1, no call
+        GradeItem("Name a prime number.", "Seven is prime. " * 40, "en", response_language="en"),
+    ]
+    graded = await judge.grade(GradeJob(items, run_id="tiny-judge"))
+    outcomes = {r.index: r for r in graded.records}
+    assert outcomes[2].outcome == Outcome.LANGUAGE_MISMATCH and outcomes[2].score == 1
+    for index in (0, 1, 3):
+        record = outcomes[index]
+        assert record.outcome == Outcome.GRADED and 1 <= record.score <= 6, record
+        assert not record.note, record.note  # the first reply already parsed: no repair request

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -57,3 +58,27 @@ def test_unknown_service_for_up_exits_2():
 def test_smoke_config_checks_ok(repo_root):
     result = _polyglot("config", "check", str(repo_root / "configs" / "smoke.yaml"))
     assert result.returncode == 0, result.stderr
+
+
+def test_config_check_takes_several_files_overrides_and_tasks(repo_root, tmp_path):
+    smoke = str(repo_root / "configs" / "smoke.yaml")
+    bad = tmp_path / "study.yaml"
+    bad.write_text("name: demo\nbase_models: [{name: m, model: ./absent}]\nevaluation: {tasks: {chat: }}\n")
+    result = runner.invoke(app, ["config", "check", smoke, str(bad)])
+    text = " ".join(result.output.split())  # rich wraps long lines
+    assert result.exit_code == 2
+    assert "ok" in text and "study.yaml:2: base_models[0].model: no such file" in text
+    result = runner.invoke(app, ["config", "check", smoke, "--set", "evaluation.tasks.chat=null", "--tasks", "chat"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["config", "check", smoke, "--tasks", "chat,nope"])
+    assert result.exit_code == 2
+    assert "--tasks" in result.output and "unknown evaluation task 'nope'" in result.output
+
+
+def test_plan_runs_only_the_tasks_named(repo_root):
+    result = runner.invoke(app, ["plan", str(repo_root / "configs" / "smoke.yaml"), "--tasks", "xnli"])
+    assert result.exit_code == 0, result.output
+    rows = {task: re.search(rf"│ {task}\s*│", result.output) for task in ("chat", "xquad", "xcsqa", "xnli")}
+    assert [task for task, row in rows.items() if row] == ["xnli"]
+    result = runner.invoke(app, ["plan", str(repo_root / "configs" / "smoke.yaml"), "--tasks", " , "])
+    assert result.exit_code == 2 and "--tasks" in result.output

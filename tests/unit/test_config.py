@@ -328,3 +328,95 @@ def test_config_hash_is_canonical_and_sensitive(smoke):
     assert config_hash(again) == config_hash(smoke)
     assert config_hash(smoke.training) != config_hash(smoke.training.model_copy(update={"max_steps": 11}))
     assert len(config_hash(smoke.data.mixes)) == 64
+
+
+# --- a config that means what it says ---------------------------------------------------------------
+
+TWO_TASKS = MINIMAL + "    xnli:\n      sample_size: 7\n"
+
+
+def test_a_null_override_skips_a_task_a_bare_name_runs_it(tmp_path):
+    path = write(tmp_path, TWO_TASKS)
+    assert list(load_config(path).evaluation.tasks) == ["chat", "xnli"]  # `chat:` is null in YAML: defaults
+    assert list(load_config(path, {"evaluation.tasks.chat": "null"}).evaluation.tasks) == ["xnli"]
+    assert list(load_config(path, {"evaluation.tasks.xquad": "{}"}).evaluation.tasks) == ["chat", "xquad", "xnli"]
+    with pytest.raises(ConfigError, match="no evaluation task"):
+        load_config(path, {"evaluation.tasks.chat": "null", "evaluation.tasks.xnli": "~"})
+
+
+def test_tasks_selects_keeping_options_and_blames_unknown_names_on_the_option(tmp_path):
+    path = write(tmp_path, TWO_TASKS)
+    tasks = load_config(path, tasks=["xnli", "xquad"]).evaluation.tasks
+    assert list(tasks) == ["xquad", "xnli"] and tasks["xnli"].sample_size == 7  # xquad: not in the file, defaults
+    with pytest.raises(ConfigError) as info:
+        load_config(path, tasks=["xnli", "xnil"])
+    assert info.value.field == "--tasks" and info.value.line is None
+    assert "unknown evaluation task 'xnil'" in str(info.value) and "chat, xquad, xcsqa, xnli" in str(info.value)
+
+
+def test_paths_the_config_reads_must_exist_when_checked(tmp_path):
+    text = MINIMAL.replace("meta-llama/Llama-2-7b-hf", "./models/absent") + (
+        "      oasst_prompts: ./prompts\nreport: {output_dir: ./out}\n"
+    )
+    path = write(tmp_path, text)
+    assert load_config(path).report.output_dir == tmp_path / "out"  # unchecked: a plan for another machine
+    with pytest.raises(ConfigError) as info:
+        load_config(path, check_paths=True)
+    located = {(issue.path, issue.line) for issue in info.value.issues}
+    assert located == {
+        ("base_models[0].model", line_of(text, "absent")),
+        ("evaluation.tasks.chat.oasst_prompts", line_of(text, "oasst_prompts")),
+    }  # report.output_dir is written, not read: it need not exist
+    assert "no such file or directory" in str(info.value)
+    (tmp_path / "models" / "absent").mkdir(parents=True)
+    (tmp_path / "prompts").mkdir()
+    assert load_config(path, check_paths=True).evaluation.tasks["chat"].oasst_prompts == tmp_path / "prompts"
+    assert load_config(SMOKE, check_paths=True).name == "smoke"
+
+
+def test_task_languages_must_be_covered_by_the_benchmark(tmp_path):
+    text = MINIMAL + "    xnli:\n      languages: [en, ja]\n"
+    error = error_of(text, tmp_path)
+    assert (error.field, error.line) == ("evaluation.tasks.xnli.languages[1]", line_of(text, "[en, ja]"))
+    assert "xnli has no 'ja' data" in str(error)
+    assert parse_config(MINIMAL.replace("    chat:", "    chat:\n      languages: [ja]")).evaluation.tasks
+
+
+def test_judge_provider_must_be_registered(tmp_path):
+    text = MINIMAL + "judge:\n  provider: anthropic\n"
+    error = error_of(text, tmp_path)
+    assert (error.field, error.line) == ("judge.provider", line_of(text, "anthropic"))
+    assert "known: generator, openai" in str(error)
+
+
+def test_service_settings_stay_out_of_artifact_keys(tmp_path):
+    from flows import keys
+
+    study = parse_config(MINIMAL)
+    served = study.model_copy(
+        update={
+            "base_models": [study.base_models[0].model_copy(update={"backend": "vllm", "dtype": "bfloat16"})],
+            "judge": study.judge.model_copy(update={"base_url": "http://x/v1", "concurrency": 1}),
+        }
+    )
+    model = "llama2-7b", "ref", "sha"
+    assert keys.model_identity(study, *model) == keys.model_identity(served, *model)
+    assert keys.shard_identity(study, "chat", "sha", 0) == keys.shard_identity(served, "chat", "sha", 0)
+    other_judge = study.model_copy(update={"judge": study.judge.model_copy(update={"model": "gpt-4"})})
+    assert keys.shard_identity(other_judge, "chat", "sha", 0) != keys.shard_identity(study, "chat", "sha", 0)
+
+
+def test_service_settings_reach_the_services_study_run_starts(tmp_path, monkeypatch):
+    from flows.local import service_env
+
+    text = MINIMAL.replace("    model: meta", "    backend: vllm\n    dtype: bfloat16\n    model: meta") + (
+        "judge: {api_key_env: POLYGLOT_TEST_JUDGE_KEY, concurrency: 3, base_url: 'http://judge/v1'}\n"
+    )
+    study = parse_config(text)
+    monkeypatch.delenv("POLYGLOT_TEST_JUDGE_KEY", raising=False)
+    env = service_env(study, {"llama2-7b": "meta-llama/Llama-2-7b-hf"}, tmp_path)
+    assert (env["POLYGLOT_GENERATOR_BACKEND"], env["POLYGLOT_GENERATOR_DTYPE"]) == ("vllm", "bfloat16")
+    assert (env["POLYGLOT_JUDGE_CONCURRENCY"], env["POLYGLOT_JUDGE_BASE_URL"]) == ("3", "http://judge/v1")
+    assert "POLYGLOT_JUDGE_API_KEY" not in env
+    monkeypatch.setenv("POLYGLOT_TEST_JUDGE_KEY", "sk-test")
+    assert service_env(study, {"llama2-7b": "x"}, tmp_path)["POLYGLOT_JUDGE_API_KEY"] == "sk-test"

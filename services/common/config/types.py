@@ -3,7 +3,8 @@
 Relative paths in a study file are resolved against the file's directory: the loader passes it as
 the validation context `base_dir`; without one (a config built in Python) the working directory is
 the base. `${VAR}` and `${VAR:-default}` in paths are replaced from the environment first, so a
-config can say `${POLYGLOT_SHARED_DIR:-../../shared}/data/...`.
+config can say `${POLYGLOT_SHARED_DIR:-../../shared}/data/...`. Whether a path exists is checked only when
+the context asks (`check_paths`): a config may be planned on one machine and run on another.
 """
 
 from __future__ import annotations
@@ -50,6 +51,14 @@ def resolve_path(value: str | Path, info: ValidationInfo) -> Path:
     return path if path.is_absolute() else (base_dir(info) / path).resolve()
 
 
+def _existing(path: Path, info: ValidationInfo) -> Path:
+    """With `check_paths` in the context (`polyglot config check`, `study run`), a path the study reads
+    must exist here; without it (a plan, a config meant for another machine) it is only resolved."""
+    if (info.context or {}).get("check_paths") and not path.exists():
+        raise ValueError(f"no such file or directory: {path}")
+    return path
+
+
 def looks_like_path(value: str) -> bool:
     """The rule that tells a local path from a hub id (`org/name`): paths start with `.`, `/`, `~` or `$`."""
     return value.startswith((".", "/", "~", "$"))
@@ -58,7 +67,7 @@ def looks_like_path(value: str) -> bool:
 def _hub_id_or_path(value: str, info: ValidationInfo) -> str:
     if not value.strip():
         raise ValueError("must not be empty")
-    return str(resolve_path(value, info)) if looks_like_path(value) else value
+    return str(_existing(resolve_path(value, info), info)) if looks_like_path(value) else value
 
 
 def _language_code(value: str) -> str:
@@ -82,13 +91,16 @@ def _store_uri(value: str, info: ValidationInfo) -> str:
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
 
-def _address(value: str) -> str:
-    """`host:port`, or a gRPC target with a scheme (`dns:///svc.ns:50051`, `unix:/run/x.sock`)."""
+def parse_address(value: str) -> str:
+    """`host:port`, or a gRPC target with a scheme (`dns:///svc.ns:50051`, `unix:/run/x.sock`); the CLI's
+    address arguments use it too, so a bad one is refused the same way everywhere."""
     if value.startswith(("dns:", "unix:", "ipv4:", "ipv6:")):
         return value
     match = _HOST_PORT.match(value)
-    if not match or not 0 < int(match.group(2)) < 65536:
+    if not match:
         raise ValueError(f"expected host:port (e.g. 127.0.0.1:50051), got {value!r}")
+    if not 0 < int(match.group(2)) < 65536:
+        raise ValueError(f"port {match.group(2)} of {value!r} is out of range: ports are 1..65535")
     return value
 
 
@@ -117,10 +129,11 @@ def sampling_field(default_preset: str):
 
 
 LanguageCode = Annotated[str, AfterValidator(_language_code)]
-LocalPath = Annotated[Path, AfterValidator(resolve_path)]
+LocalPath = Annotated[Path, AfterValidator(resolve_path), AfterValidator(_existing)]  # a file or directory read
+OutputPath = Annotated[Path, AfterValidator(resolve_path)]  # where something is written; need not exist yet
 HubIdOrPath = Annotated[str, AfterValidator(_hub_id_or_path)]
 StoreUri = Annotated[str, AfterValidator(_store_uri)]
-Address = Annotated[str, AfterValidator(_address)]
+Address = Annotated[str, AfterValidator(parse_address)]
 
 
 def _slug(value: str) -> str:

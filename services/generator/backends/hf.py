@@ -9,6 +9,7 @@ merged, so the base weights stay shared; the base model is served with the adapt
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import secrets
 from collections.abc import Iterator
@@ -163,11 +164,19 @@ class HFBackend(Engine):
             mask[i, width - len(seq):] = 1
         return ids.to(self.device), mask.to(self.device), width
 
+    @functools.cached_property
+    def _token_table(self):
+        """lm-format-enforcer's view of the tokenizer, built on the first structured row (model thread)."""
+        from services.generator.backends.hf_structured import TokenTable
+
+        return TokenTable(self.tokenizer, self.eos_ids)
+
     def _generate(self, model, jobs: list[Job]) -> None:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         from services.generator.backends.hf_decoding import RowSampler, RowStopper
+        from services.generator.backends.hf_structured import RowConstraint
 
         rows: list[GenRow] = [job.row for job in jobs]
         ids, mask, width = self._left_padded([r.prompt_ids for r in rows])
@@ -177,7 +186,8 @@ class HFBackend(Engine):
             g = torch.Generator(device=self.device)
             g.manual_seed(p.seed if p.seed is not None else secrets.randbits(63))
             generators.append(g)
-        sampler = RowSampler(params, width, [width - len(r.prompt_ids) for r in rows], generators)
+        constraints = [RowConstraint(self._token_table, r.structured) if r.structured else None for r in rows]
+        sampler = RowSampler(params, width, [width - len(r.prompt_ids) for r in rows], generators, constraints)
         stopper = RowStopper(
             self.tokenizer, [r.prompt_ids for r in rows], params, [j.future for j in jobs], width, self.eos_ids
         )

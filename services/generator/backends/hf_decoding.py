@@ -6,6 +6,9 @@ processor — makes each row's choice itself and leaves only the chosen token fi
 picks it. Each row samples with its own seeded `torch.Generator`, one draw per step, so a row's text does
 not depend on which other rows share its batch (up to float rounding of the padded matmuls).
 
+A row with structured output first has the tokens its constraint forbids masked (`hf_structured.py`);
+rows without one are left exactly as they were.
+
 The order of operations follows vLLM's sampler: repetition penalty (prompt + output tokens,
 multiplicative), frequency penalty (output tokens, `logit -= penalty × count`, as in the OpenAI API), then
 temperature, top-k, top-p and a draw; temperatures below 1e-5 are greedy.
@@ -25,6 +28,7 @@ import torch
 from transformers import LogitsProcessor, StoppingCriteria
 
 from services.common.presets import SamplingParams
+from services.generator.backends.hf_structured import RowConstraint
 from services.generator.engine import Completion, cut_at_stop, decode_continuation
 
 GREEDY_BELOW = 1e-5  # vLLM's _SAMPLING_EPS: temperatures under it mean argmax
@@ -63,16 +67,24 @@ class RowSampler(LogitsProcessor):
         prompt_width: int,
         prompt_starts: list[int],
         generators: list[torch.Generator | None],
+        constraints: list[RowConstraint | None] | None = None,
     ):
         self.params = params
         self.prompt_width = prompt_width  # generated tokens start here in every (left-padded) row
         self.prompt_starts = prompt_starts  # first real (non-pad) token of each row
         self.generators = generators
+        self.constraints = constraints or [None] * len(params)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         out = torch.full_like(scores, float("-inf"))
         for i, params in enumerate(self.params):
             logits = scores[i].float()
+            constraint = self.constraints[i]
+            if constraint is not None:
+                generated = input_ids[i, self.prompt_width:].tolist()
+                mask = constraint.mask_for(generated, logits.shape[-1], logits.device)
+                if mask is not None:
+                    logits = logits + mask
             if params.repetition_penalty != 1.0:
                 seen = torch.unique(input_ids[i, self.prompt_starts[i]:])
                 picked = logits[seen]

@@ -8,12 +8,15 @@ One thread owns the `LLMEngine` and drives it step by step: rows are added as th
 continuous batching replaces the `hf` backend's windowed batching) and each finished request resolves its
 future at once, so completions stream back in the order they finish. Per-request seeds give reproducible
 sampling; scoring uses prompt log-probs (vLLM then skips the prefix cache for that request by itself).
+Structured output goes to vLLM's own guided decoding, with its `lm-format-enforcer` backend: the engine the
+`hf` backend uses, under the same whitespace bound.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -25,14 +28,28 @@ from services.common.errors import FailedPrecondition, NotFound, Unavailable
 from services.common.presets import SamplingParams
 from services.generator.engine import BASE, Completion, Engine, EngineInfo, GenRow, ScoreRow, TokenScore
 from services.generator.settings import GeneratorSettings
+from services.generator.structured import MAX_CONSECUTIVE_WHITESPACE, JsonSchema, Regex, Structured
 
 log = logging.getLogger("polyglot.generator.vllm")
 
 GiB = 1024**3
 
 
-def to_vllm_params(params: SamplingParams):
-    """Our SamplingParams (already in vLLM's terms) as vLLM's."""
+def structured_outputs(structured: Structured | None):
+    """Our constraint as vLLM's guided-decoding parameters (None: free text)."""
+    if structured is None:
+        return None
+    from vllm.sampling_params import StructuredOutputsParams
+
+    if isinstance(structured, JsonSchema):
+        return StructuredOutputsParams(json=structured.text)
+    if isinstance(structured, Regex):
+        return StructuredOutputsParams(regex=structured.pattern)
+    raise TypeError(f"unknown constraint {structured!r}")
+
+
+def to_vllm_params(params: SamplingParams, structured: Structured | None = None):
+    """Our SamplingParams (already in vLLM's terms) and constraint as vLLM's."""
     from vllm import SamplingParams as VSamplingParams
 
     return VSamplingParams(
@@ -46,6 +63,7 @@ def to_vllm_params(params: SamplingParams):
         seed=params.seed,
         skip_special_tokens=True,
         include_stop_str_in_output=False,
+        structured_outputs=structured_outputs(structured),
     )
 
 
@@ -167,8 +185,12 @@ class VLLMBackend(Engine):
 
     def _start_engine(self) -> None:
         from vllm import EngineArgs
+        from vllm.config import StructuredOutputsConfig
         from vllm.v1.engine.llm_engine import LLMEngine
 
+        # vLLM's copy of lm-format-enforcer reads its whitespace bound from the environment only; the engine
+        # core process inherits it.
+        os.environ["LMFE_MAX_CONSECUTIVE_WHITESPACES"] = str(MAX_CONSECUTIVE_WHITESPACE)
         s = self.settings
         kwargs: dict[str, Any] = {}
         if s.kv_cache_gib:
@@ -184,6 +206,7 @@ class VLLMBackend(Engine):
             max_model_len=s.max_context,
             gpu_memory_utilization=s.gpu_memory_utilization,
             seed=s.seed,
+            structured_outputs_config=StructuredOutputsConfig(backend="lm-format-enforcer"),
             disable_log_stats=True,
             **kwargs,
         )
@@ -226,7 +249,7 @@ class VLLMBackend(Engine):
             lora = self._lora_for(pending.row.adapter)
             if pending.kind == "generate":
                 prompt = list(pending.row.prompt_ids)
-                params = to_vllm_params(pending.row.params)
+                params = to_vllm_params(pending.row.params, pending.row.structured)
             else:
                 # Room for the one token vLLM must generate: the window is one shorter than lm-eval's.
                 max_len = self.info.max_context - 1

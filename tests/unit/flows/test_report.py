@@ -80,7 +80,8 @@ def test_tables_show_mean_and_interval_per_language_and_mix(study, smoke_cfg, tm
     result, _, _ = study
     md = render(smoke_cfg, study, tmp_path / "out")["md"].read_text()
     row = next(r for r in result.rows if (r.task, r.mix, r.language) == ("xcsqa", "multi-2", "es"))
-    cell = f"{row.mean:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}] †"  # es is in Multi-2's tuning data
+    # es is in Multi-2's tuning data; every item was graded, so the count has no other outcome
+    cell = f"{row.mean:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}] † · n={row.n_obs}"
     assert re.search(r"\| es · Spanish \| [^|]+ \| " + re.escape(cell) + r" \|", md)
     test = next(t for t in result.tests if (t.task, t.language) == ("chat", "ru"))
     assert f"p={test.p_value:.3f}" in md or "p=<0.001" in md

@@ -88,3 +88,13 @@ async def test_generator_lays_out_a_guanaco_conversation():
         ]
     )
     assert repair == "### Human: Grade ### Assistant: five ### Human: JSON please ### Assistant:"
+
+
+@pytest.mark.parametrize("max_tokens", [64, 256, 512, 1024])
+def test_the_generator_verdict_schema_fits_its_token_budget(max_tokens):
+    from services.judge.generator_provider import TOKENS_PER_REASONING_CHAR, VERDICT_OVERHEAD_TOKENS, verdict_schema
+
+    schema = verdict_schema(max_tokens).schema
+    assert schema["required"] == ["reasoning", "score"] and schema["properties"]["score"]["enum"] == [1, 2, 3, 4, 5, 6]
+    chars = schema["properties"]["reasoning"]["maxLength"]
+    assert chars >= 0 and VERDICT_OVERHEAD_TOKENS + TOKENS_PER_REASONING_CHAR * chars <= max(max_tokens, 64)
