@@ -8,6 +8,7 @@ must neither retrain that job nor change a metric.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -139,25 +141,45 @@ def _interrupt_mid_evaluation(study: Study, store, run: str) -> None:
     assert not [c for c in children if _alive(c)]
 
 
-def test_interrupt_stops_the_services_it_started(study, uninterrupted):
-    """A run with its own services (fresh ports, its own state), interrupted once they serve."""
-    sets = [f"--set=services.{name}=127.0.0.1:{_free_port()}" for name in SERVICES]
-    cmd = [
-        sys.executable, "-m", "flows.cli", "study", "run", str(CONFIG), "--state-dir", str(study.tmp / "state-own"),
-        "--out", str(study.tmp / "report-own"), f"--set=artifact_store=s3://{study.bucket}/a", *sets,
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=study.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    output = ""
-    while "services up:" not in output:
-        line = proc.stderr.readline()
-        assert line, "the run ended before its services were up: " + output[-3000:]
-        output += line
-    pids = [int(proc.stderr.readline().split(" pid ")[1]) for _ in SERVICES]
-    proc.send_signal(signal.SIGINT)
-    started = time.monotonic()
-    rest = proc.communicate(timeout=60)[1]
-    assert (proc.returncode, time.monotonic() - started < 10) == (130, True), rest[-3000:]
-    assert not [pid for pid in pids if _alive(pid)], "a service outlived the run"
+def test_a_run_starts_its_own_services_around_squatters_and_stops_them(study):
+    """Unrelated listeners hold every service's default port. A run with its own services starts them on
+    other ports and works with them (the conversations get labelled through its lid); the squatters never
+    see a connection. Interrupted then, the run exits 130 within 10 s and no service it started is left."""
+    with ExitStack() as stack:
+        squatters = []
+        for spec in SERVICES.values():
+            sock = stack.enter_context(socket.socket())
+            with contextlib.suppress(OSError):  # a port someone else already holds is just as busy
+                sock.bind(("127.0.0.1", spec.port))
+                sock.listen()
+                sock.setblocking(False)
+                squatters.append(sock)
+        cmd = [
+            sys.executable, "-m", "flows.cli", "study", "run", str(CONFIG), "--state-dir", str(study.tmp / "state-own"),
+            "--out", str(study.tmp / "report-own"), f"--set=artifact_store=s3://{study.bucket}/own",
+        ]  # fmt: skip
+        proc = subprocess.Popen(cmd, env=study.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        output = ""
+        while "services up:" not in output:
+            line = proc.stderr.readline()
+            assert line, "the run ended before its services were up: " + output[-3000:]
+            output += line
+        up = [proc.stderr.readline().split() for _ in SERVICES]  # "<name> 127.0.0.1:<port> pid <pid>"
+        ports = {int(address.rsplit(":", 1)[1]) for _, address, _, _ in up}
+        assert not ports & {spec.port for spec in SERVICES.values()}, output
+        store = study.store("own")
+        deadline = time.monotonic() + 300
+        while not list(store.list("datasets/labelled/")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert proc.poll() is None and list(store.list("datasets/labelled/")), "no labelling through its own lid"
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        rest = proc.communicate(timeout=60)[1]
+        assert (proc.returncode, time.monotonic() - started < 10) == (130, True), rest[-3000:]
+        assert not [pid for *_, pid in up if _alive(int(pid))], "a service outlived the run"
+        for sock in squatters:
+            with pytest.raises(BlockingIOError):  # nothing is waiting to be accepted: nobody connected
+                sock.accept()
 
 
 def test_report_has_every_task_figures_and_tables(uninterrupted):
@@ -253,3 +275,56 @@ def test_every_chat_reply_that_passed_the_language_gate_has_a_helpfulness_grade(
     passed = [r for r in chat if r.outcome is Outcome.OK]
     assert passed, "no reply passed the language gate: the judge was never asked"
     assert all(1 <= r.metrics["helpfulness"] <= 6 for r in passed)
+
+
+def test_a_generator_serving_another_base_model_stops_the_run_at_preflight(study, tmp_path):
+    """The running generator serves the e2e study's tiny model; a config naming another model is stopped
+    before any work, with exit 2 and both models named."""
+    other = tmp_path / "llama-2-7b"
+    other.mkdir()
+    result = subprocess.run(
+        [*study.command("mismatch"), f"--set=base_models=[{{name: tiny-llama, model: '{other}'}}]"],
+        env=study.env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-3000:]
+    served = str(study.tmp / "state" / "models")  # where the study's tiny model was materialised
+    lines = [line for line in result.stderr.splitlines() if "tiny-llama" in line and str(other) in line]
+    assert lines and served in lines[0], result.stderr[-3000:]
+    assert not list(study.store("mismatch").list("")), "preflight must stop the run before any work"
+
+
+def test_a_failing_judge_fails_the_study_naming_the_share_and_a_tolerated_share_shows_in_the_report(
+    study, uninterrupted, judge_settings_factory
+):
+    """An OpenAI-compatible judge endpoint that fails one in three of the replies it grades, on every attempt:
+    the study exits 1 naming the error share (results kept); allowed a larger share, the rerun reuses the
+    shards and the report shows the errors beside the means."""
+    from tests.fixtures.judge import Error, ScriptedOpenAIServer, grade_reply, running_judge
+
+    source, target = study.store("a"), study.store("flaky")
+    for obj in source.list(""):  # the trained models and data: only the judging is new
+        if not obj.key.startswith(("results/", "aggregates/", "reports/")):
+            target.put_bytes(obj.key, source.get_bytes(obj.key))
+    seen: dict[str, int] = {}
+
+    def flaky(request):
+        number = seen.setdefault(request.text, len(seen))  # the same reply fails again on a retry
+        return Error(500) if number % 3 == 0 else grade_reply()
+
+    endpoint = ScriptedOpenAIServer(default=flaky)
+    with endpoint, running_judge(judge_settings_factory(endpoint.base_url, max_attempts=2, cache=False)) as judge:
+        judged = [f"--set=services.judge={judge}", "--set=judge.provider=openai", "--set=judge.model=gpt-3.5-turbo"]
+        failed = subprocess.run(
+            [*study.command("flaky"), *judged, "--tasks", "chat"], env=study.env, capture_output=True, text=True,
+            timeout=600,
+        )  # fmt: skip
+        assert failed.returncode == 1, failed.stderr[-3000:]
+        assert "chat:" in failed.stderr and "ended in error" in failed.stderr and "%" in failed.stderr
+        assert seen, "no reply passed the language gate: nothing reached the judge endpoint"
+        tolerated = subprocess.run(
+            [*study.command("flaky"), *judged, "--tasks", "chat", "--set=evaluation.max_error_share=0.9"],
+            env=study.env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    assert tolerated.returncode == 0, tolerated.stderr[-3000:]
+    report = (study.tmp / "report-flaky" / "report.md").read_text()
+    assert re.search(r"n=\d+ · \d+ error[^\]]*\]\(samples/", report)  # "n=4 · 1 error · ...", linked to the samples
