@@ -9,11 +9,13 @@ polyglot config check configs/smoke.yaml
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import shlex
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -34,13 +36,21 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings=serve.HELP_OPTIONS,
 )
-config_app = typer.Typer(help="Study configs.", no_args_is_help=True)
-study_app = typer.Typer(help="Run the study (Prefect flows over the services).", no_args_is_help=True)
+config_app = typer.Typer(help="Study configs.", no_args_is_help=True, context_settings=serve.HELP_OPTIONS)
+study_app = typer.Typer(
+    help="Run the study (Prefect flows over the services).", no_args_is_help=True, context_settings=serve.HELP_OPTIONS
+)
 app.add_typer(serve.app, name="serve")
 app.add_typer(config_app, name="config")
 app.add_typer(study_app, name="study")
 app.add_typer(importlib.import_module("flows.data.cli").app, name="data")
+
+
+@app.callback()
+def _app(version: serve.VersionOption = False) -> None:
+    """The app's own options (`--version`); its help text is `Typer(help=...)`'s."""
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -213,6 +223,16 @@ def config_check(
         raise typer.Exit(2)
 
 
+@config_app.command("schema")
+def config_schema(
+    json_schema: Annotated[bool, typer.Option("--json", help="The JSON schema instead of the Markdown table.")] = False,
+):
+    """Every study config field with its type, default and description (plugin tasks: load them first)."""
+    from flows.config import dump_schema, schema_markdown
+
+    typer.echo(json.dumps(dump_schema(), indent=1) if json_schema else schema_markdown())
+
+
 @app.command()
 def plan(path: Annotated[Path, typer.Argument(help="Study config YAML.")], set_: Overrides = None, tasks: Tasks = None):
     """Print a study's grid (training jobs, generations, judge calls) with GPU-hour and API-cost estimates."""
@@ -240,10 +260,21 @@ def study_run(
 
     Preflight first (services, store, hub; exit 2 on a problem). Ctrl-C or SIGTERM stops the run within
     seconds, keeping what finished (exit 130); a second Ctrl-C quits at once."""
+    _run_locally(path, services, out, state_dir, set_, tasks)
+
+
+def _run_locally(path, services, out, state_dir, set_, tasks, flow=None, check=None) -> None:
+    """`study run` and `eval`: run the study flow (or `flow`) locally, with preflight, interrupts and exit
+    codes; `check(cfg)` vets the config first (exit 2 on a PolyglotError)."""
     from flows.local import Interrupted, PreflightFailed, run_study
 
     overrides, selected = _overrides(set_), _tasks(tasks)
     cfg = _load(path, overrides, selected)
+    try:
+        if check is not None:
+            check(cfg)
+    except PolyglotError as exc:
+        raise _fail(str(exc), 2) from None
     started = time.monotonic()
     try:
         paths = run_study(
@@ -255,6 +286,7 @@ def study_run(
             tasks=selected,
             hub_offline=USER_HUB_OFFLINE,
             log=console.print,
+            flow=flow,
         )
     except PreflightFailed as exc:
         for problem in exc.problems:
@@ -272,6 +304,31 @@ def study_run(
     console.print(f"[green]study {cfg.name} done[/] in {time.monotonic() - started:.0f} s")
     for kind, where in paths.items():
         console.print(f"  {kind}: {where}")
+
+
+@app.command("eval")
+def eval_(
+    path: Annotated[Path, typer.Argument(help="Study config YAML with `evaluate_models`.")],
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="Only this evaluate_models entry (repeatable).")
+    ] = None,
+    services: Annotated[
+        bool,
+        typer.Option("--services/--no-services", help="Start the services locally (else use the config's addresses)."),
+    ] = True,
+    out: Annotated[Path | None, typer.Option(help="Report directory (default .polyglot/reports/<study>).")] = None,
+    state_dir: Annotated[Path, typer.Option(help="Local state: models, logs, Prefect home.")] = Path(".polyglot"),
+    set_: Overrides = None,
+    tasks: Tasks = None,
+):
+    """Evaluate the study's `evaluate_models` (base models as they are, or with an adapter from elsewhere):
+    evaluation sets, evaluation, aggregate and report; no mixes, no training. Reruns resume."""
+    from functools import partial
+
+    from flows.evaluate_only import chosen, evaluate_only
+
+    flow = partial(evaluate_only, models=model)
+    _run_locally(path, services, out, state_dir, set_, tasks, flow=flow, check=lambda cfg: chosen(cfg, model))
 
 
 @app.command()
@@ -305,8 +362,91 @@ def samples(
         Console().print(samples_table(found))
 
 
+@app.command()
+def score(
+    file: Annotated[Path, typer.Argument(help="Outputs: JSON Lines or CSV (docs/score-format.md), or the paper's.")],
+    task: Annotated[str | None, typer.Option(help="Task of records that name none: chat or xquad.")] = None,
+    language: Annotated[str | None, typer.Option(help="Language of records that name none.")] = None,
+    variant: Annotated[str | None, typer.Option(help="XQuAD variant of records that name none (en:xx, xx:xx).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model (the report's mix column) of records naming none.")] = None,
+    base_model: Annotated[str | None, typer.Option(help="Base model of records that name none.")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Seed of records that name none.")] = None,
+    name: Annotated[str, typer.Option(help="The report's study name.")] = "scored",
+    out: Annotated[Path | None, typer.Option(help="Report directory (default .polyglot/reports/<name>).")] = None,
+    lid: Annotated[
+        str | None, typer.Option(help="A lid service's host:port; default: lid.176 in this process.")
+    ] = None,
+    judge: Annotated[str | None, typer.Option(help="A judge service's host:port: chat gets helpfulness too.")] = None,
+    judge_provider: Annotated[str | None, typer.Option(help="The judge's provider (default: the config's).")] = None,
+    judge_model: Annotated[str | None, typer.Option(help="The judge's model (default: the config's).")] = None,
+):
+    """Score outputs generated elsewhere with the study's metrics (chat: LID agreement and line pass rate,
+    helpfulness with --judge; XQuAD: EM and F1), then aggregate and report. A bad record exits 2 naming its
+    line and field; nothing is skipped."""
+    from flows.config import JudgeConfig
+    from flows.score import read_outputs, score_outputs, write_report
+
+    defaults = dict(task=task, language=language, variant=variant, model=model, base_model=base_model, seed=seed)
+    try:
+        outputs = read_outputs(file, defaults)
+    except PolyglotError as exc:
+        raise _fail(escape(str(exc)), 2) from None
+    except OSError as exc:
+        raise _fail(f"cannot read {file}: {exc.strerror}", 2) from None
+    options = JudgeConfig(**{k: v for k, v in {"provider": judge_provider, "model": judge_model}.items() if v})
+    judge_options = options.model_dump(include={"provider", "model", "template"})
+    try:
+        with _score_clients(lid, judge) as (lid_, judge_):
+            scored = score_outputs(outputs, name, lid_, judge_, judge_options)
+        paths = write_report(name, outputs, scored, out or Path(".polyglot") / "reports" / name)
+    except PolyglotError as exc:
+        raise _fail(escape(str(exc))) from None
+    console.print(f"[green]scored[/] {len(scored)} of {len(outputs)} records from {file}")
+    for kind, where in paths.items():
+        console.print(f"  {kind}: {where}")
+
+
+@contextmanager
+def _score_clients(lid: str | None, judge: str | None):
+    """`polyglot score`'s lid (a client, or lid.176 in this process) and judge (a client, or none)."""
+    from services.judge.client import JudgeClient
+    from services.lid.client import LidClient
+    from services.lid.core import LanguageIdentifier
+
+    lid_ = LidClient(lid) if lid else LanguageIdentifier()
+    judge_ = JudgeClient(judge) if judge else None
+    try:
+        yield lid_, judge_
+    finally:
+        for client in (lid_, judge_):
+            if hasattr(client, "close"):
+                client.close()
+
+
 # The user's own hub setting, read before `main()` defaults it to offline: `study run` goes online for a
 # config that needs the hub unless the user said offline.
+@app.command(
+    "lm-eval",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+)
+def lm_eval(ctx: typer.Context):
+    """lm-evaluation-harness's own CLI with the `polyglot-grpc` model registered, e.g.
+    `polyglot lm-eval run --model polyglot-grpc --model_args address=127.0.0.1:50052 --tasks xnli_de`.
+
+    Every argument goes to lm-eval unchanged (`polyglot lm-eval --help` is lm-eval's help). lm-eval 0.4
+    finds models only in its own registry, with no plugin hook, so the adapter registers itself here."""
+    import sys
+
+    try:
+        from lm_eval.__main__ import cli_evaluate
+
+        import services.generator.lm_eval_adapter  # noqa: F401  (registers polyglot-grpc)
+    except ImportError as exc:
+        raise _fail(f"lm-eval is not installed ({exc}); pip install 'polyglot[lm-eval]'", 2) from None
+    sys.argv = ["lm-eval", *ctx.args]
+    cli_evaluate()
+
+
 USER_HUB_OFFLINE = os.environ.get("HF_HUB_OFFLINE")
 
 

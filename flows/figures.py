@@ -5,7 +5,12 @@ Conventions taken from the paper's figures (Kew et al., Figs. 1-4):
   separated and labelled;
 - one bar per mix, hatched where the language is in that mix's tuning data (Multi-i: English plus the
   first i-1 languages of the mix order), so transfer to unseen languages is visible at a glance;
-- error bars are the bootstrap confidence interval of the pooled mean (see `flows.aggregate`).
+- error bars are the bootstrap confidence interval of the pooled mean (see `flows.aggregate`);
+- a mean at the axis floor (accuracy 0, helpfulness 1) has no bar to see, so it gets a thick tick on the
+  axis and its value;
+- two metrics of a task that agree in every cell are one figure (`metric_agreements`), since two
+  identical charts only invite a search for a difference that is not there.
+Titles are wrapped to the figure's width, measured, so no title is clipped.
 A study run on a tiny random model is stamped as a pipeline check in the title, the footnote and a
 watermark, so its bars cannot be mistaken for findings.
 """
@@ -14,8 +19,9 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +33,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 from flows.aggregate import SummaryRow, cell_slug, mix_sort_key  # noqa: E402
@@ -37,10 +45,13 @@ from services.common.store.base import write_file_atomically  # noqa: E402
 
 __all__ = [
     "PIPELINE_CHECK_NOTE",
+    "Agreement",
     "FigureFile",
     "bar_figure",
     "figure_title",
     "in_tuning_data",
+    "loss_figure",
+    "metric_agreements",
     "mix_label",
     "render_figures",
     "tuning_languages",
@@ -138,13 +149,72 @@ def _hatch_colour(colour: object) -> str:
 # --- one figure ----------------------------------------------------------------------------------------
 
 
-def figure_title(base_model: str, task: str, variant: str, metric: str) -> str:
+def figure_title(base_model: str, task: str, variant: str, metric: str, same_as: Sequence[str] = ()) -> str:
+    """`model · task · variant · metric`; metrics merged into this figure are joined with ` = `."""
     spec = TASKS.get(task)
     parts = [spec.label]
     if variant:
         parts.append(spec.variant_label(variant))
-    parts.append(METRICS.get(metric).label)
+    parts.append(" = ".join(METRICS.get(name).label for name in (metric, *same_as)))
     return f"{base_model} · " + " · ".join(parts)
+
+
+# --- metrics that agree --------------------------------------------------------------------------------
+
+SeriesKey = tuple[str, str, str, str]  # (base model, task, variant, metric)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """A series compared with an earlier metric of its task: `differing` lists the (mix, language) cells
+    where the two differ; none means they are the same in every cell and share one figure."""
+
+    metric: str
+    differing: tuple[tuple[str, str], ...]
+    cells: int
+
+    @property
+    def identical(self) -> bool:
+        return not self.differing
+
+    def caption(self, label: str) -> str:
+        other = METRICS.get(self.metric).label
+        if self.identical:
+            return (f"{label} equals {other} in all {self.cells} cells (means, per-seed means and counts), "
+                    "so one chart shows both; their intervals differ only by the bootstrap's draws.")  # fmt: skip
+        where = ", ".join(f"{mix_label(mix)} · {lang}" for mix, lang in self.differing[:6])
+        more = f" and {len(self.differing) - 6} more" if len(self.differing) > 6 else ""
+        return (f"Shown apart from {other}: the two agree in {self.cells - len(self.differing)} of {self.cells} "
+                f"cells and differ in {where}{more}.")  # fmt: skip
+
+
+def metric_agreements(rows: Iterable[SummaryRow]) -> dict[SeriesKey, Agreement]:
+    """For each series that agrees with an earlier metric of the same base model, task and variant (in the
+    task's metric order): in every cell (then it is merged into that metric's figure), or in most cells
+    (then both are shown, and the caption names the cells that differ). Cells compare by mean, per-seed
+    means and counts, since the aggregate keeps no per-item values."""
+    cells: dict[tuple[str, str, str], dict[str, dict[tuple[str, str], tuple]]] = defaultdict(dict)
+    for r in rows:
+        signature = (r.mean, r.n_items, r.n_obs, tuple(r.seed_means))
+        cells[(r.base_model, r.task, r.variant)].setdefault(r.metric, {})[(r.mix, r.language)] = signature
+    agreements: dict[SeriesKey, Agreement] = {}
+    for (base_model, task, variant), by_metric in cells.items():
+        names = TASKS.get(task).metric_names()
+        ordered = sorted(by_metric, key=lambda m: names.index(m) if m in names else len(names))
+        kept: list[str] = []
+        for metric in ordered:
+            best = None
+            for earlier in kept:
+                mine, theirs = by_metric[metric], by_metric[earlier]
+                shared = mine.keys() | theirs.keys()
+                differing = tuple(sorted(c for c in shared if mine.get(c) != theirs.get(c)))
+                if best is None or len(differing) < len(best.differing):
+                    best = Agreement(earlier, differing, len(shared))
+            if best is not None and 2 * len(best.differing) < best.cells:
+                agreements[(base_model, task, variant, metric)] = best
+            if best is None or not best.identical:
+                kept.append(metric)
+    return agreements
 
 
 def bar_figure(
@@ -153,9 +223,11 @@ def bar_figure(
     mixes: Sequence[str] | None = None,
     order: Sequence[str] = languages.PAPER_MIX_ORDER,
     title: str | None = None,
+    same_as: Sequence[str] = (),
     pipeline_check: bool = False,
 ) -> Figure:
-    """Grouped bars for rows of ONE (base model, task, variant, metric): languages × mixes.
+    """Grouped bars for rows of ONE (base model, task, variant, metric): languages × mixes; `same_as`
+    names metrics equal to it in every cell, which the title and axis label name too.
 
     Each bar's gid is `bar:<mix>:<language>`, so tests and SVG readers can find a specific bar.
     """
@@ -187,6 +259,8 @@ def bar_figure(
             if in_tuning_data(mix, lang, order):
                 bar.set_hatch(_HATCH)
                 bar.set_hatchcolor(_hatch_colour(colours[mix]))
+        _mark_floor(ax, [(x, row.mean) for x, (_, row) in zip(xs, placed, strict=True)], width, floor, ceiling,
+                    colours[mix], [f"{mix}:{langs[i]}" for i, _ in placed])  # fmt: skip
         ax.errorbar(
             xs,
             means,
@@ -202,7 +276,7 @@ def bar_figure(
     ax.set_xticklabels([f"{code}\n{languages.get(code).name}" for code in langs], fontsize=8.5)
     ax.set_xlim(-0.6, len(langs) - 0.4)
     ax.set_ylim(floor, ceiling + 0.08 * (ceiling - floor))
-    ax.set_ylabel(metric.label)
+    ax.set_ylabel(" =\n".join(METRICS.get(name).label for name in (metric.name, *same_as)))  # one label a line
     ax.yaxis.grid(True, color="#e3e3e3", linewidth=0.8)
     ax.set_axisbelow(True)
     for side in ("top", "right"):
@@ -232,7 +306,9 @@ def bar_figure(
     )
     legend.legend_handles[-1].set_hatchcolor(_hatch_colour("#bdbdbd"))
 
-    heading = title or (figure_title(rows[0].base_model, rows[0].task, rows[0].variant, metric.name) if rows else "")
+    heading = title or (
+        figure_title(rows[0].base_model, rows[0].task, rows[0].variant, metric.name, same_as) if rows else ""
+    )
     confidence = rows[0].confidence if rows else 0.95
     subtitle = f"bars: mean over items and seeds · whiskers: {confidence:.0%} bootstrap CI"
     if pipeline_check:
@@ -240,9 +316,47 @@ def bar_figure(
         subtitle = f"{PIPELINE_CHECK_NOTE}\n{subtitle}"
         fig.text(0.5, 0.5, "PIPELINE CHECK", fontsize=44, color="#d62728", alpha=0.09, rotation=18,
                  ha="center", va="center", weight="bold")  # fmt: skip
-    fig.suptitle(heading, fontsize=11.5, weight="bold", color="#b00020" if pipeline_check else "black")
+    suptitle = fig.suptitle(heading, fontsize=11.5, weight="bold", color="#b00020" if pipeline_check else "black")
+    _wrap_to_width(suptitle, fig_width * fig.dpi * 0.96)
     ax.set_title(subtitle, fontsize=8.5, color="#b00020" if pipeline_check else "#555555", pad=4)
     return fig
+
+
+def _mark_floor(ax, bars: Sequence[tuple[float, float]], width: float, floor: float, ceiling: float,
+                colour: object, gids: Sequence[str]) -> None:  # fmt: skip
+    """A thick tick on the axis and the value above it for each mean too close to the floor to show as a bar."""
+    tolerance = 0.004 * (ceiling - floor)
+    for (x, mean), gid in zip(bars, gids, strict=True):
+        if mean - floor > tolerance:
+            continue
+        (tick,) = ax.plot([x - width * 0.45, x + width * 0.45], [floor, floor], color=colour, linewidth=3.5,
+                          solid_capstyle="butt", clip_on=False, zorder=4)  # fmt: skip
+        tick.set_gid(f"floor:{gid}")
+        ax.annotate(f"{mean:.2f}", (x, floor), xytext=(0, 3), textcoords="offset points", ha="center",
+                    va="bottom", fontsize=6.5, color="#333333", rotation=90 if width < 0.2 else 0)  # fmt: skip
+
+
+def _wrap_to_width(text: Text, max_px: float) -> None:
+    """Break a title into as few lines as fit `max_px`, measured with the figure's renderer (character
+    counts misjudge bold and wide glyphs): at its ` · ` separators first, inside a part only if need be."""
+    renderer = text.get_figure().canvas.get_renderer()
+
+    def fits(line: str) -> bool:
+        text.set_text(line)
+        return text.get_window_extent(renderer).width <= max_px
+
+    lines: list[str] = []
+    for part in text.get_text().split(" · "):
+        if lines and fits(f"{lines[-1]} · {part}"):
+            lines[-1] = f"{lines[-1]} · {part}"
+        elif fits(part):
+            lines.append(part)
+        else:
+            chars = len(part)
+            while chars > 10 and not all(fits(line) for line in textwrap.wrap(part, chars)):
+                chars = int(chars * 0.9)
+            lines += textwrap.wrap(part, chars, break_long_words=False)
+    text.set_text("\n".join(lines))
 
 
 # --- every figure of a study ----------------------------------------------------------------------------
@@ -259,6 +373,11 @@ class FigureFile:
     variant: str
     metric: str
     paths: dict[str, str] = field(default_factory=dict)
+    note: str = ""  # how this metric relates to another of its task (`Agreement.caption`)
+
+
+# Text stays text in SVG; hashes and fonts fixed so equal figures are byte-equal files.
+_RC = {"svg.fonttype": "none", "svg.hashsalt": "polyglot", "font.family": "DejaVu Sans"}
 
 
 def _save(fig: Figure, path: Path, fmt: str) -> None:
@@ -272,21 +391,33 @@ def _save(fig: Figure, path: Path, fmt: str) -> None:
 def render_figures(
     cfg: StudyConfig, rows: Iterable[SummaryRow], out_dir: str | Path, formats: Sequence[str] | None = None
 ) -> list[FigureFile]:
-    """One figure per (base model, task, variant, metric) in the rows, in `cfg.report.figure_formats`."""
+    """One figure per (base model, task, variant, metric) in the rows, in `cfg.report.figure_formats`; a
+    metric equal in every cell to an earlier one of its task is drawn in that one's figure instead."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     formats = list(formats or cfg.report.figure_formats)
     series: dict[tuple[str, str, str, str], list[SummaryRow]] = defaultdict(list)
     for row in rows:
         series[(row.base_model, row.task, row.variant, row.metric)].append(row)
+    agreements = metric_agreements(row for group in series.values() for row in group)
+    merged: dict[SeriesKey, list[str]] = defaultdict(list)
+    for (base_model, task, variant, metric), agreement in agreements.items():
+        if agreement.identical:
+            merged[(base_model, task, variant, agreement.metric)].append(metric)
     figures = []
-    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "polyglot", "font.family": "DejaVu Sans"}):
-        for (base_model, task, variant, metric), group in series.items():
+    with plt.rc_context(_RC):
+        for series_key, group in series.items():
+            base_model, task, variant, metric = series_key
+            agreement = agreements.get(series_key)
+            if agreement is not None and agreement.identical:
+                continue  # drawn in the figure of the metric it equals
             key = cell_slug(base_model, task, variant, metric)
+            title = figure_title(base_model, task, variant, metric, merged[series_key])
             fig = bar_figure(
                 group,
                 mixes=cfg.data.mixes.build,
                 order=cfg.data.mixes.order,
+                same_as=merged[series_key],
                 pipeline_check=cfg.is_pipeline_check,
             )
             paths = {}
@@ -297,6 +428,33 @@ def render_figures(
                     paths[fmt] = str(path)
             finally:
                 plt.close(fig)
-            figures.append(FigureFile(key, figure_title(base_model, task, variant, metric), base_model, task,
-                                      variant, metric, paths))  # fmt: skip
+            label = " = ".join(METRICS.get(name).label for name in (metric, *merged[series_key]))
+            notes = [agreements[(*series_key[:3], m)].caption(METRICS.get(m).label) for m in merged[series_key]]
+            if agreement is not None:
+                notes.append(agreement.caption(label))
+            figures.append(FigureFile(key, title, base_model, task, variant, metric, paths, " ".join(notes)))
     return figures
+
+
+# --- training loss -------------------------------------------------------------------------------------
+
+
+def loss_figure(curve: Sequence[Mapping[str, float]], title: str) -> bytes:
+    """PNG of a training card's loss curve (`services.trainer.card.loss_curve`): loss by optimizer step."""
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(5.0, 2.6), layout="constrained")
+        try:
+            steps = [point["step"] for point in curve]
+            ax.plot(steps, [point["loss"] for point in curve], marker="o", markersize=3.5, color="#14325c")
+            ax.set_xlabel("step")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole; one point must not get 0.96
+            ax.set_ylabel("training loss")
+            ax.yaxis.grid(True, color="#e3e3e3", linewidth=0.8)
+            for side in ("top", "right"):
+                ax.spines[side].set_visible(False)
+            _wrap_to_width(ax.set_title(title, fontsize=9.5), 5.0 * fig.dpi * 0.96)
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
+        finally:
+            plt.close(fig)
+    return buffer.getvalue()

@@ -7,6 +7,7 @@ the scheme is documented in one place (docs/artifact-keys.md, which says why res
     datasets/<mix>/<h>/data.jsonl                          a tuning mix
     evalsets/<task>/<lang>/<h>/items.jsonl                 an evaluation set
     models/<base>/<mix>/<h>/model.json                     a tuned model (the trainer writes under .../job)
+    models/<base>/<name>/<h>                               a model evaluated as it is (its shards' prefix only)
     results/<base>/<mix>/<h>/<task>/<lang>/seed=<s>/<h>.jsonl   one evaluation shard
     results/<base>/<mix>/<h>/<task>/<lang>/seed=<s>/<h>.samples.jsonl   its per-item samples
     aggregates/<study>/<h>.json                            means, intervals and tests over the shards
@@ -29,6 +30,7 @@ from flows.evals import TASKS
 DATA_VERSION = 1  # labelled conversations and mixes
 EVAL_VERSION = 1  # evaluation sets
 STEP_VERSION = 1  # tuned models, shards and reports
+REPORT_VERSION = 2  # bump when the same aggregate renders differently (2: fitted titles, floor markers, card tables)
 HASH_CHARS = 16  # 64 bits of SHA-256 in a key: plenty for a study's artifacts, short enough to read
 REPORT_DONE = "aggregate.json"  # written last into a report's prefix: its presence says the report is whole
 SAMPLES_SUFFIX = ".samples.jsonl"  # a shard's sample log, beside its result file
@@ -129,17 +131,32 @@ _GENERATOR_SETTINGS = {"backend", "dtype", "tensor_parallel_size"}
 _JUDGE_SETTINGS = {"base_url", "api_key_env", "concurrency"}
 
 
-def model_identity(cfg: StudyConfig, base_model: str, base_model_ref: str, mix_sha256: str) -> dict[str, Any]:
+def _base_identity(cfg: StudyConfig, base_model: str, base_model_ref: str) -> dict[str, Any]:
     """A hub model by its config (not where it was downloaded to); a tiny random one by its shape and seed."""
     base = cfg.base_model(base_model)
     hub_model = base.model_dump(mode="json", exclude={"name", *_GENERATOR_SETTINGS}) if base.model else None
     return {
-        "version": STEP_VERSION,
         "base_model": hub_model or base_model_ref,
         "tiny_random": base.tiny_random.model_dump(mode="json", exclude={"tokenizer"}) if base.tiny_random else None,
+    }
+
+
+def model_identity(cfg: StudyConfig, base_model: str, base_model_ref: str, mix_sha256: str) -> dict[str, Any]:
+    return {
+        "version": STEP_VERSION,
+        **_base_identity(cfg, base_model, base_model_ref),
         "dataset_sha256": mix_sha256,
         "training": cfg.training.model_dump(mode="json"),
     }
+
+
+def evaluated_model_identity(
+    cfg: StudyConfig, base_model: str, base_model_ref: str, adapter: dict[str, str] | None
+) -> dict[str, Any]:
+    """A model evaluated as it is (`evaluate_models`): its base model, and its adapter by content (each
+    file's SHA-256 by its path inside the adapter; None for the bare base model), never by where it lies."""
+    return {"kind": "evaluated", "version": STEP_VERSION, **_base_identity(cfg, base_model, base_model_ref),
+            "adapter": adapter}  # fmt: skip
 
 
 def model_key(base_model: str, mix: str, identity: dict[str, Any]) -> str:
@@ -202,4 +219,4 @@ def aggregate_key(cfg: StudyConfig, shard_keys: list[str]) -> str:
 
 def report_prefix(cfg: StudyConfig, aggregate_key: str, model_keys: list[str], dataset_keys: list[str]) -> str:
     identity = [aggregate_key, cfg.model_dump(mode="json"), model_keys, dataset_keys]
-    return f"reports/{cfg.name}/{digest([STEP_VERSION, identity])}"
+    return f"reports/{cfg.name}/{digest([STEP_VERSION, REPORT_VERSION, identity])}"

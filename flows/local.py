@@ -116,8 +116,10 @@ def run_study(
     tasks: list[str] | None = None,
     hub_offline: str | None = None,
     log=print,
+    flow=None,
 ) -> dict[str, str]:
-    """The whole study; returns the report paths. Services' logs go to `<state_dir>/logs/`.
+    """The whole study (or `flow`, called with the study flow's arguments: `polyglot eval`'s); returns the
+    report paths. Services' logs go to `<state_dir>/logs/`.
 
     Raises PreflightFailed before any work, or Interrupted on SIGINT/SIGTERM/SIGHUP (a second one exits the
     process at once). `hub_offline` is the user's own HF_HUB_OFFLINE, if any.
@@ -148,7 +150,7 @@ def run_study(
 
         out = str(out_dir) if out_dir else None
         return run.in_thread(
-            lambda: study(str(config_path), base_models=refs, out_dir=out, overrides=overrides, tasks=tasks)
+            lambda: (flow or study)(str(config_path), base_models=refs, out_dir=out, overrides=overrides, tasks=tasks)
         )
 
 

@@ -171,6 +171,7 @@ class Plan:
     seeds: list[int]
     judge: str
     judge_is_paid_api: bool
+    concurrency: dict[str, int] = field(default_factory=dict)  # the config's `concurrency`: tasks and calls at once
     training_jobs: list[TrainingJob] = field(default_factory=list)
     evaluations: list[EvaluationUnit] = field(default_factory=list)
     translations: list[TranslationNeed] = field(default_factory=list)
@@ -249,6 +250,7 @@ def plan_study(cfg: StudyConfig, assumptions: Assumptions | None = None) -> Plan
         seeds=list(cfg.seeds),
         judge=f"{cfg.judge.provider}/{cfg.judge.model}",
         judge_is_paid_api=judge_is_paid_api,
+        concurrency=cfg.concurrency.model_dump(),
     )
     tasks = cfg.evaluation.tasks
     for model in cfg.base_models:
@@ -337,13 +339,18 @@ def _hours(value: float) -> str:
     return f"{value:,.1f}" if value >= 1 else f"{value:.3f}"
 
 
+def _concurrency(concurrency: dict[str, int]) -> str:
+    calls = ", ".join(f"{name} {n}" for name, n in concurrency.items() if name != "task_runner_workers")
+    return f"concurrency: {concurrency['task_runner_workers']} tasks at once; calls in flight: {calls}"
+
+
 def render_plan(plan: Plan) -> Group:
     """A rich renderable: the grid, the totals, the estimates and the assumptions behind them."""
     title = f"Study plan: {plan.study}" + ("  [bold red](pipeline check)[/]" if plan.pipeline_check else "")
     header = Panel(
         Text.from_markup(
             f"base models: {', '.join(plan.base_models)}\nmixes: {', '.join(plan.mixes)}\n"
-            f"seeds: {', '.join(map(str, plan.seeds))}    judge: {plan.judge}"
+            f"seeds: {', '.join(map(str, plan.seeds))}    judge: {plan.judge}\n{_concurrency(plan.concurrency)}"
         ),
         title=title,
         title_align="left",

@@ -65,7 +65,7 @@ def find_samples(
     if cfg is not None:
         grid = {
             "base_model": [m.name for m in cfg.base_models],
-            "mix": cfg.data.mixes.build,
+            "mix": [*cfg.data.mixes.build, *(m.name for m in cfg.evaluate_models)],  # `polyglot eval`'s too
             "task": list(cfg.evaluation.tasks),
             "seed": cfg.seeds,
         }

@@ -9,6 +9,7 @@ single training, generation or judge call.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import threading
 from collections.abc import Sequence
@@ -18,10 +19,12 @@ from typing import Any
 from flows import keys
 from flows.clients import Clients
 from flows.config import StudyConfig
+from flows.config.schema import ConcurrencyConfig
 from flows.data.build import Built, read_eval_set
 from flows.evals import TASKS, EvalItem
 from flows.results import ItemResult, Outcome, results_from_jsonl, results_to_jsonl
 from flows.samples import dumps_samples
+from services.common.catalog import SERVICES
 from services.common.errors import TRANSIENT_CODES, FailedPrecondition, ItemError, error_for
 from services.common.store import ArtifactStore
 from services.generator.client import GeneratorClient
@@ -31,9 +34,12 @@ from services.judge.records import Outcome as JudgeOutcome
 from services.trainer.client import TrainerClient
 from services.trainer.schema import JobState
 
-# In-process bounds on calls in flight per service, on top of the task runner's worker count.
-SERVICE_SLOTS = {"generator": 2, "judge": 2, "lid": 4, "trainer": 1}
-_slots = {name: threading.BoundedSemaphore(n) for name, n in SERVICE_SLOTS.items()}
+
+@functools.cache
+def service_slots(concurrency: ConcurrencyConfig) -> dict[str, threading.BoundedSemaphore]:
+    """In-process bounds on calls in flight per service (`concurrency.<service>`), on top of the task
+    runner's width. Cached per setting, so every task of a study shares one set of bounds."""
+    return {name: threading.BoundedSemaphore(getattr(concurrency, name)) for name in SERVICES}
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,7 @@ def train_model(
     mix_name = mix.manifest.name
     key = model_key(cfg, base_model, base_model_ref, mix)
 
-    with _slots["trainer"]:
+    with service_slots(cfg.concurrency)["trainer"]:
         job = trainer.submit(
             base_model=base_model_ref,
             dataset_uri=mix.uri,
@@ -147,7 +153,7 @@ def evaluate_shard(cfg: StudyConfig, store: ArtifactStore, clients: Clients, sha
     items = read_eval_set(store, shard.evalset)
     task = TASKS.get(shard.task)
     if task.method == "loglikelihood":
-        graded = _score_choices(clients.generator, task, items, shard)
+        graded = _score_choices(cfg, clients.generator, task, items, shard)
     elif task.graded_by == "judge":
         graded = _judged(cfg, clients, items, shard)
     else:
@@ -221,7 +227,7 @@ def _generate(
     for i, item in enumerate(items):
         groups.setdefault(item.response_prefix, []).append(i)
     for prefix, indices in groups.items():
-        with _slots["generator"]:
+        with service_slots(cfg.concurrency)["generator"]:
             results = generator.generate_all(
                 [items[i].prompt for i in indices],
                 params,
@@ -234,9 +240,11 @@ def _generate(
     return [completions[i] for i in range(len(items))]
 
 
-def _score_choices(generator: GeneratorClient, task: Any, items: Sequence[EvalItem], shard: Shard) -> list[_Graded]:
+def _score_choices(
+    cfg: StudyConfig, generator: GeneratorClient, task: Any, items: Sequence[EvalItem], shard: Shard
+) -> list[_Graded]:
     pairs = [(item.prompt, choice) for item in items for choice in item.choices]
-    with _slots["generator"]:
+    with service_slots(cfg.concurrency)["generator"]:
         results = iter(generator.score(pairs, adapter=shard.model.adapter_uri, request_id=shard.key))
     graded = []
     for item in items:
@@ -269,7 +277,7 @@ def _judged(cfg: StudyConfig, clients: Clients, items: Sequence[EvalItem], shard
         return graded
     prompts = [items[n].instruction or items[n].prompt for n in done]
     replies = [completions[n].text for n in done]
-    with _slots["lid"]:
+    with service_slots(cfg.concurrency)["lid"]:
         ids = clients.lid.identify([*prompts, *replies], k=1, strip_role_markers=True)
         checks = clients.lid.check_language([(reply, shard.language) for reply in replies])
     prompt_ids, reply_ids = ids[: len(done)], ids[len(done) :]
@@ -283,7 +291,7 @@ def _judged(cfg: StudyConfig, clients: Clients, items: Sequence[EvalItem], shard
         )
         for n, prompt, reply, reply_id in zip(done, prompts, replies, reply_ids, strict=True)
     ]
-    with _slots["judge"]:
+    with service_slots(cfg.concurrency)["judge"]:
         judged = clients.judge.grade(
             grade_items,
             provider=cfg.judge.provider,

@@ -1,7 +1,7 @@
 """The study as Prefect flows: prepare → train → evaluate → aggregate → report, composed by `study`.
 
     polyglot study run configs/smoke.yaml      # local: starts the services, runs this flow, prints the report
-    prefect deploy --all                       # cluster: the same flow against a Kubernetes work pool
+    prefect deploy --prefect-file deploy/prefect/prefect.yaml --name cluster-check   # cluster: a work pool
 
 Tasks reach services only through the typed gRPC clients. Each task's output has a content-hash key in
 the artifact store (see `flows.steps`): a rerun skips what exists, so a killed study continues where it
@@ -12,8 +12,10 @@ are retried with back-off; INVALID_ARGUMENT and other caller errors fail at once
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -177,9 +179,29 @@ def report(
         store.put_file(f"{prefix}/{keys.REPORT_DONE}", done)
     else:
         store.get_dir(prefix, out_dir)
+    paths = {kind: str(out_dir / name) for kind, name in names.items() if (out_dir / name).exists()}
+    paths["store"] = store.uri(prefix)
+    _report_artifact(cfg, paths)  # before the error-share check: a study that fails on it is linked too
     check_error_share(aggregated.outcomes, cfg.evaluation.max_error_share)
-    paths = {kind: out_dir / name for kind, name in names.items() if (out_dir / name).exists()}
-    return {kind: str(path) for kind, path in paths.items()} | {"store": store.uri(prefix)}
+    return paths
+
+
+def _report_artifact(cfg: StudyConfig, paths: dict[str, str]) -> None:
+    """A markdown artifact on the study's flow run (the root run, not this subflow) saying where its report
+    is: the store URI, which outlives a cluster's flow-run pod, and the files where the run ran."""
+    from prefect.artifacts import MarkdownArtifact
+    from prefect.context import FlowRunContext
+    from prefect.runtime import flow_run
+
+    if FlowRunContext.get() is None:  # `report.fn` called outside a flow run: there is no run to attach it to
+        return
+    rows = "".join(f"| {kind} | `{where}` |\n" for kind, where in paths.items())
+    MarkdownArtifact(
+        key="report-" + re.sub(r"[^a-z0-9]+", "-", cfg.name.lower()).strip("-"),  # keys: [a-z0-9-] only
+        description=f"Where the report of study {cfg.name} is",
+        markdown=f"# Report of study `{cfg.name}`\n\n| | where |\n|---|---|\n{rows}",
+        flow_run_id=UUID(flow_run.root_flow_run_id),
+    ).create()
 
 
 def _card(store: ArtifactStore, model: steps.TunedModel) -> dict[str, Any]:
@@ -191,7 +213,13 @@ def _card(store: ArtifactStore, model: steps.TunedModel) -> dict[str, Any]:
     return card_store.get_json(key)
 
 
-@flow(name="study", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
+def sized(subflow: Any, cfg: StudyConfig) -> Any:
+    """`subflow` with the config's task runner width (`concurrency.task_runner_workers`). The subflows submit
+    the tasks, and a subflow runs its tasks on its own runner, not the calling flow's, so each gets it."""
+    return subflow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=cfg.concurrency.task_runner_workers))
+
+
+@flow(name="study", log_prints=True)
 def study(
     config_path: str,
     base_models: dict[str, str] | None = None,
@@ -213,11 +241,11 @@ def study(
         raise ValueError(f"no model files for {missing}: tiny_random models are built by `polyglot study run`")
     clients = cancel.track(Clients.connect(cfg))  # an interrupt closes them: calls in flight end at once
     try:
-        data = prepare(cfg, store, clients)
+        data = sized(prepare, cfg)(cfg, store, clients)
         logger.info("data: %d mixes, %d eval sets", len(data["mixes"]), len(data["evalsets"]))
-        models = train_all(cfg, store, clients, data["mixes"], refs)
+        models = sized(train_all, cfg)(cfg, store, clients, data["mixes"], refs)
         logger.info("models: %s", ", ".join(m.key for m in models))
-        shard_keys = evaluate_all(cfg, store, clients, models, data["evalsets"])
+        shard_keys = sized(evaluate_all, cfg)(cfg, store, clients, models, data["evalsets"])
         logger.info("evaluated %d shards", len(shard_keys))
         aggregated, aggregate_key = aggregate_results(cfg, store, shard_keys)
         target = Path(out_dir or cfg.report.output_dir or Path(".polyglot") / "reports" / cfg.name)

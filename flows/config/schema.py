@@ -14,9 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, create_model, field_validator, model_validator
+from pydantic import Field, ValidationInfo, create_model, field_validator, model_validator
 
 from flows.config.data import DataConfig
+from flows.config.evaluated import EvaluatedModel
 from flows.config.evaluation import EvaluationConfig
 from services.common.catalog import SERVICES
 from services.common.config.types import (
@@ -48,6 +49,24 @@ ServicesConfig = create_model(
     __doc__="gRPC addresses of the services (`host:port` or a gRPC target such as `dns:///lid:50051`).",
     **{
         name: (Address, Field(f"127.0.0.1:{spec.port}", description=spec.description))
+        for name, spec in SERVICES.items()
+    },
+)
+
+
+# Per service, like the addresses: how many calls the study keeps in flight to it, on top of the task
+# runner's width. Settings of this run, not of a result, so no artifact key but the report's holds them.
+ConcurrencyConfig = create_model(
+    "ConcurrencyConfig",
+    __base__=Section,
+    __doc__="How many calls the study has in flight at once: per service, and tasks run side by side. Raise a "
+    "service's with its replicas (`services.<name>` naming all of them).",
+    task_runner_workers=(
+        int,
+        Field(4, ge=1, description="Prefect tasks (shards, training jobs) run at once, each in a thread."),
+    ),
+    **{
+        name: (int, Field(spec.in_flight, ge=1, description=f"Calls in flight to {name} at once."))
         for name, spec in SERVICES.items()
     },
 )
@@ -155,10 +174,18 @@ class StudyConfig(Section):
         "directory. A relative file:// path in the study file is relative to the file.",
     )
     services: ServicesConfig = Field(default_factory=ServicesConfig, description="Where the services listen.")
+    concurrency: ConcurrencyConfig = Field(
+        default_factory=ConcurrencyConfig, description="Calls in flight per service and the task runner's width."
+    )
     base_models: list[BaseModelConfig] = Field(min_length=1, description="Models to tune and evaluate.")
     data: DataConfig = Field(default_factory=DataConfig, description="Tuning data and mixes.")
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="LoRA recipe.")
     evaluation: EvaluationConfig = Field(description="Evaluation tasks.")
+    evaluate_models: list[EvaluatedModel] = Field(
+        [],
+        description="Models `polyglot eval` evaluates without training: a base model as it is, or with a LoRA "
+        "adapter from elsewhere ({name, base_model, adapter}).",
+    )
     seeds: list[int] = Field(
         list(PAPER_SEEDS), min_length=1, description="Inference seeds; every evaluation runs once per seed."
     )
@@ -169,6 +196,16 @@ class StudyConfig(Section):
     @classmethod
     def _unique_models(cls, models: list[BaseModelConfig]) -> list[BaseModelConfig]:
         unique([m.name for m in models], "base model name")
+        return models
+
+    @field_validator("evaluate_models")
+    @classmethod
+    def _evaluated_on_a_base_model(cls, models: list[EvaluatedModel], info: ValidationInfo) -> list[EvaluatedModel]:
+        bases = [m.name for m in info.data.get("base_models") or []]
+        for model in models:
+            if model.base_model not in bases:
+                raise ValueError(f"{model.name}: base_model {model.base_model!r} is none of base_models {bases}")
+        unique([m.name for m in models], "evaluated model name")
         return models
 
     @field_validator("seeds")

@@ -18,8 +18,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from services.common.errors import InvalidArgument, PolyglotError, Unavailable
+from services.common.serve import HELP_OPTIONS
 
-app = typer.Typer(help="Build instruction-tuning mixes and evaluation sets.", no_args_is_help=True)
+app = typer.Typer(
+    help="Build instruction-tuning mixes and evaluation sets.", no_args_is_help=True, context_settings=HELP_OPTIONS
+)
 console = Console(stderr=True)
 
 

@@ -4,8 +4,11 @@ The numbers are laid out here (tables as lists of cells) so that the two templat
 `templates/report.html.j2` and `templates/report.md.j2`. HTML embeds every figure as a data URI (SVG
 when rendered, else PNG), so the file can be mailed or attached to a CI run; Markdown links figures
 copied beside it under `figures/`. Each cell shows its count of items and the outcomes that left items
-out of the mean, linked to the cell's samples under `samples/` where the study copied them. Both are
-written atomically and carry no timestamp, so a rerun of a finished study rewrites byte-identical reports.
+out of the mean, linked to the cell's samples under `samples/` where the study copied them. A metric equal
+to another of its task in every cell shares that one's figure and table (`flows.figures.metric_agreements`).
+Training cards are tables with their loss curve. The HTML fills the window and scales its figures; a
+real browser checks that (tests/integration/test_report_browser.py). Both files are written atomically and
+carry no timestamp, so a rerun of a finished study rewrites byte-identical reports.
 """
 
 from __future__ import annotations
@@ -26,7 +29,15 @@ import yaml
 from flows.aggregate import CellOutcomes, Group, PairedTest, SummaryRow, cell_slug, mix_sort_key
 from flows.config import StudyConfig, config_hash
 from flows.evals import TASKS
-from flows.figures import PIPELINE_CHECK_NOTE, FigureFile, figure_title, in_tuning_data, mix_label
+from flows.figures import (
+    PIPELINE_CHECK_NOTE,
+    FigureFile,
+    figure_title,
+    in_tuning_data,
+    loss_figure,
+    metric_agreements,
+    mix_label,
+)
 from services.common import languages
 from services.common.store.base import write_file_atomically
 
@@ -147,7 +158,7 @@ def _figure_ref(figure: FigureFile | None, out_dir: Path) -> dict[str, str] | No
         if not target.exists() or target.read_bytes() != md_source.read_bytes():
             write_file_atomically(target, [md_source.read_bytes()])
         relative = target.relative_to(out_dir)
-    return {"src": data_uri, "md": relative.as_posix(), "title": figure.title, "alt": figure.title}
+    return {"src": data_uri, "md": relative.as_posix(), "title": figure.title, "alt": figure.title, "note": figure.note}
 
 
 def _sections(
@@ -169,6 +180,12 @@ def _sections(
     for test in tests:
         tests_by_series[(test.base_model, test.task, test.variant, test.metric)].append(test)
     figure_of = {(f.base_model, f.task, f.variant, f.metric): f for f in figures}
+    # A metric equal in every cell to an earlier one is shown once, under that one's figure and title.
+    agreements = metric_agreements(rows)
+    merged: dict[tuple[str, str, str, str], list[str]] = defaultdict(list)
+    for (base_model, task, variant, metric), agreement in agreements.items():
+        if agreement.identical:
+            merged[(base_model, task, variant, agreement.metric)].append(metric)
 
     def series_key(key: tuple[str, str, str, str]) -> tuple:
         base_model, task, variant, metric = key
@@ -176,10 +193,12 @@ def _sections(
 
     sections: dict[str, Section] = {}
     for key in sorted(by_series.keys() | tests_by_series.keys(), key=series_key):
+        if key in agreements and agreements[key].identical:
+            continue
         base_model, task, variant, metric = key
         section = sections.setdefault(task, Section(id=f"task-{task}", title=TASKS.get(task).label))
         series_rows = by_series.get(key, [])
-        title = figure_title(base_model, task, variant, metric)
+        title = figure_title(base_model, task, variant, metric, merged[key])
         slug = cell_slug(base_model, task, variant, metric)
         if series_rows:
             cells = {(r.mix, r.language): r for r in series_rows}
@@ -267,8 +286,8 @@ def _sections(
     return [sections[task] for task in TASKS.names() if task in sections]
 
 
-def _named_json(items: Mapping[str, Any] | Sequence[Any] | None, kind: str) -> list[tuple[str, str]]:
-    """(name, pretty JSON) for manifests or cards given as {name: data} or a list of dicts."""
+def _named(items: Mapping[str, Any] | Sequence[Any] | None, kind: str) -> list[tuple[str, Any]]:
+    """(name, JSON-able data) for manifests or cards given as {name: data} or a list of dicts."""
     if not items:
         return []
     if isinstance(items, Mapping):
@@ -286,8 +305,64 @@ def _named_json(items: Mapping[str, Any] | Sequence[Any] | None, kind: str) -> l
             data = asdict(data)
         elif hasattr(data, "model_dump"):
             data = data.model_dump(mode="json")
-        out.append((str(name), json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True, default=str)))
+        out.append((str(name), data))
     return out
+
+
+def _named_json(items: Mapping[str, Any] | Sequence[Any] | None, kind: str) -> list[tuple[str, str]]:
+    return [(name, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True, default=str))
+            for name, data in _named(items, kind)]  # fmt: skip
+
+
+@dataclass
+class Card:
+    """A training card laid out: tables of (field, value) by part of the card, and its loss curve."""
+
+    name: str
+    tables: list[tuple[str, list[tuple[str, str]]]]
+    plot: dict[str, str] | None = None  # {"src": data URI, "md": path relative to the report}
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list) and all(not isinstance(v, Mapping | list) for v in value):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, Mapping | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return str(value)
+
+
+def _flat(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    rows = []
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            rows += _flat(value, f"{prefix}{key}.")
+        else:
+            rows.append((f"{prefix}{key}", _value(value)))
+    return rows
+
+
+def _cards(items: Mapping[str, Any] | Sequence[Any] | None, out_dir: Path) -> list[Card]:
+    """Cards as tables: the top-level facts first, then one table per nested part (dataset,
+    hyperparameters, ...); `loss_curve` (`services.trainer.card`) becomes a plot, PNG beside the Markdown."""
+    cards = []
+    for name, data in _named(items, "model"):
+        facts = {k: v for k, v in data.items() if k != "loss_curve" and not (isinstance(v, Mapping) and v)}
+        parts = {k: v for k, v in data.items() if k != "loss_curve" and isinstance(v, Mapping) and v}
+        tables = [("run", _flat(facts))] if facts else []
+        tables += [(key.replace("_", " "), _flat(value)) for key, value in parts.items()]
+        plot = None
+        curve = data.get("loss_curve")
+        if isinstance(curve, list) and curve:
+            png = loss_figure(curve, f"{name}: training loss by step")
+            relative = f"figures/loss-{cell_slug(name)}.png"
+            write_file_atomically(out_dir / relative, [png])
+            plot = {"src": "data:image/png;base64," + base64.b64encode(png).decode("ascii"), "md": relative}
+        cards.append(Card(name, tables, plot))
+    return cards
 
 
 # --- writing -------------------------------------------------------------------------------------------
@@ -330,9 +405,9 @@ def render_report(
     """Write `report.html` and/or `report.md` (as `cfg.report.formats` asks) into out_dir.
 
     `manifests` and `cards` are the dataset manifests and training cards as {name: JSON-able} or a
-    list of dicts; they are shown verbatim. `outcomes` (the aggregate's) fill cells where no item has a
-    metric; `samples` maps a cell to its samples file, relative to out_dir. Returns {"html": path,
-    "md": path} for what was written.
+    list of dicts; manifests are shown verbatim, cards as tables with their loss curve. `outcomes` (the
+    aggregate's) fill cells where no item has a metric; `samples` maps a cell to its samples file, relative
+    to out_dir. Returns {"html": path, "md": path} for what was written.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -354,7 +429,7 @@ def render_report(
             cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True, default_flow_style=None, width=100
         ),
         "manifests": _named_json(manifests, "dataset"),
-        "cards": _named_json(cards, "model"),
+        "cards": _cards(cards, out_dir),
         "versions": list(versions) if versions is not None else library_versions(),
     }
     written: dict[str, Path] = {}

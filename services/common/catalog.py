@@ -19,6 +19,9 @@ class ServiceSpec:
     metrics_port: int
     grpc_service: str
     description: str
+    # Calls a client keeps in flight to the service by default (a study's `concurrency.<name>`): what one
+    # replica of it serves without queueing much.
+    in_flight: int
     settings: str
     client: str
     build: str
@@ -35,7 +38,7 @@ class ServiceSpec:
         return load(self.build)
 
 
-def _spec(name: str, port: int, metrics_port: int, description: str) -> ServiceSpec:
+def _spec(name: str, port: int, metrics_port: int, in_flight: int, description: str) -> ServiceSpec:
     # Every service follows one layout (services/<name>/{settings,client,main}.py, `<Name>Service` in
     # protos/polyglot/v1/<name>.proto), so the references follow from the name.
     title = name.capitalize()
@@ -45,6 +48,7 @@ def _spec(name: str, port: int, metrics_port: int, description: str) -> ServiceS
         metrics_port=metrics_port,
         grpc_service=f"polyglot.v1.{title}Service",
         description=description,
+        in_flight=in_flight,
         settings=f"services.{name}.settings:{title}Settings",
         client=f"services.{name}.client:{title}Client",
         build=f"services.{name}.main:build",
@@ -55,9 +59,9 @@ def _spec(name: str, port: int, metrics_port: int, description: str) -> ServiceS
 SERVICES: dict[str, ServiceSpec] = {
     spec.name: spec
     for spec in (
-        _spec("lid", 50051, 9451, "Language identification."),
-        _spec("generator", 50052, 9452, "Text generation."),
-        _spec("judge", 50053, 9453, "LLM judge and translation."),
-        _spec("trainer", 50054, 9454, "LoRA fine-tuning."),
+        _spec("lid", 50051, 9451, 4, "Language identification."),
+        _spec("generator", 50052, 9452, 2, "Text generation."),
+        _spec("judge", 50053, 9453, 2, "LLM judge and translation."),
+        _spec("trainer", 50054, 9454, 1, "LoRA fine-tuning."),
     )
 }

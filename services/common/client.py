@@ -3,11 +3,13 @@
 Flows and other tools use the per-service wrappers (`services.lid.client.LidClient`, ...), which build on
 this; each has an asyncio twin (`AsyncLidClient`, ...) on `AsyncServiceClient`, with the same retry policy
 and error mapping. Retries cover `errors.TRANSIENT_CODES` (UNAVAILABLE, DEADLINE_EXCEEDED) only;
-INVALID_ARGUMENT and friends are raised at once as the matching `services.common.errors` class.
+INVALID_ARGUMENT and friends are raised at once as the matching `services.common.errors` class. An address
+may name several replicas (a list, or a `dns:///` name); calls are spread round-robin over them.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -18,9 +20,36 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from services.common import errors
+from services.common.config.types import grpc_target
 from services.common.status import domain_error
 
 T = TypeVar("T")
+
+
+# Every channel balances calls over all the addresses its target resolves to: a `dns:///` name of a headless
+# Service (one address per pod) or a static list of replicas. gRPC's default, pick_first, would pin every
+# call to one connection, so one replica. For a target of one address round_robin behaves like pick_first.
+_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+
+# Keepalive pings find a connection to a vanished pod in seconds rather than at the next call's deadline.
+# The servers allow pings this often (services/common/server.py), so they never answer with "too many pings".
+KEEPALIVE_MS = 30_000
+_KEEPALIVE = [
+    ("grpc.keepalive_time_ms", KEEPALIVE_MS),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
+def channel_options(max_message_mb: int = 64) -> list[tuple[str, int | str]]:
+    size = max_message_mb * 1024 * 1024
+    return [
+        ("grpc.max_send_message_length", size),
+        ("grpc.max_receive_message_length", size),
+        ("grpc.service_config", _SERVICE_CONFIG),
+        *_KEEPALIVE,
+    ]
 
 
 def make_channel(
@@ -32,8 +61,10 @@ def make_channel(
     tls_key: Path | None = None,
     aio: bool = False,
 ) -> grpc.Channel | grpc.aio.Channel:
-    size = max_message_mb * 1024 * 1024
-    options = [("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)]
+    """A channel to `address`: `host:port`, a list of replicas (`127.0.0.1:5001,127.0.0.1:5002`) or any gRPC
+    target (`dns:///lid:50051`); calls are spread round-robin over every address it resolves to."""
+    options = channel_options(max_message_mb)
+    target = grpc_target(address)
     module = grpc.aio if aio else grpc
     if tls_ca:
         creds = grpc.ssl_channel_credentials(
@@ -41,8 +72,8 @@ def make_channel(
             private_key=tls_key.read_bytes() if tls_key else None,
             certificate_chain=tls_cert.read_bytes() if tls_cert else None,
         )
-        return module.secure_channel(address, creds, options=options)
-    return module.insecure_channel(address, options=options)
+        return module.secure_channel(target, creds, options=options)
+    return module.insecure_channel(target, options=options)
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -189,7 +220,7 @@ def wait_for_health(address: str, timeout: float = 60.0, service: str = "") -> N
     with a one-line reason (nothing listening, another kind of server, no answer, NOT_SERVING)."""
     deadline = time.monotonic() + timeout
     reason = "no answer"
-    with grpc.insecure_channel(address) as channel:
+    with grpc.insecure_channel(grpc_target(address)) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             attempt = max(0.05, min(1.0, deadline - time.monotonic()))

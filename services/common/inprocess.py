@@ -25,7 +25,9 @@ def serve_in_thread(
     grace: float = 1.0,
 ) -> Iterator[str]:
     settings = settings or ServerSettings(port=0, metrics_port=0)
-    settings = settings.model_copy(update={"host": "127.0.0.1"})
+    # Loopback only; another 127.x.y.z address stands for another machine (a DNS name with several replicas).
+    host = settings.host if settings.host.startswith("127.") else "127.0.0.1"
+    settings = settings.model_copy(update={"host": host})
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="polyglot-inprocess-server", daemon=True)
     thread.start()
@@ -39,7 +41,7 @@ def serve_in_thread(
 
     runtime, port = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=300)
     try:
-        yield f"127.0.0.1:{port}"
+        yield f"{host}:{port}"
     finally:
         asyncio.run_coroutine_threadsafe(runtime.stop(grace), loop).result(timeout=grace + 60)
         loop.call_soon_threadsafe(loop.stop)

@@ -11,6 +11,7 @@ Every bad setting, from an option or the environment, exits 2 with one line nami
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import json
 import os
@@ -37,13 +38,34 @@ from services.common.server import run_service
 from services.common.settings import ServerSettings, server_settings
 
 console = Console(stderr=True, soft_wrap=True)
+# `-h` as well as `--help`, on this app and (inherited by the click context) on its commands; the
+# `polyglot` apps use the same settings.
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     name="polyglot-serve",
     help="Run one service in the foreground (SIGTERM drains in-flight calls).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings=HELP_OPTIONS,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"polyglot {importlib.metadata.version('polyglot')}")
+        raise typer.Exit()
+
+
+VersionOption = Annotated[
+    bool,
+    typer.Option("--version", callback=_print_version, is_eager=True, help="Print the package version and exit."),
+]
+
+
+@app.callback()
+def _app(version: VersionOption = False) -> None:
+    """The app's own options (`--version`); its help text is `Typer(help=...)`'s."""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from services.common.client import KEEPALIVE_MS
 from services.common.interceptor import RuntimeInterceptor
 from services.common.settings import ServerSettings
 
@@ -57,20 +58,33 @@ def _server_credentials(settings: ServerSettings) -> grpc.ServerCredentials | No
     )
 
 
+def _server_options(settings: ServerSettings) -> list[tuple[str, int]]:
+    size = settings.max_message_mb * 1024 * 1024
+    options = [
+        ("grpc.max_send_message_length", size),
+        ("grpc.max_receive_message_length", size),
+        ("grpc.so_reuseport", 0),
+        # Accept the clients' keepalive pings (services/common/client.py), also on idle connections; half
+        # their interval, so a ping a little early is no strike towards a "too many pings" GOAWAY.
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_MS // 2),
+    ]
+    if settings.max_connection_age_seconds:
+        options.append(("grpc.max_connection_age_ms", round(settings.max_connection_age_seconds * 1000)))
+    if settings.max_connection_age_grace_seconds is not None:
+        options.append(("grpc.max_connection_age_grace_ms", round(settings.max_connection_age_grace_seconds * 1000)))
+    return options
+
+
 class ServiceRuntime:
     """A started server; `stop()` drains it. Tests use this directly; processes use `run_service()`."""
 
     def __init__(self, settings: ServerSettings, registrations: Iterable[Registration]):
         self.settings = settings
         self.registrations = list(registrations)
-        size = settings.max_message_mb * 1024 * 1024
         self.server = grpc.aio.server(
             interceptors=[RuntimeInterceptor()],
-            options=[
-                ("grpc.max_send_message_length", size),
-                ("grpc.max_receive_message_length", size),
-                ("grpc.so_reuseport", 0),
-            ],
+            options=_server_options(settings),
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
         self.health = health.aio.HealthServicer()

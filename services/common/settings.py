@@ -27,6 +27,18 @@ class ServerSettings(BaseSettings):
     grace_seconds: float = Field(
         10.0, ge=0, description="On SIGTERM, in-flight calls get this long to finish before being cancelled."
     )
+    max_connection_age_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Close each client connection after about this long (±10%); clients reconnect and re-resolve "
+        "their target, so replicas added since spread the load. Unset = never.",
+    )
+    max_connection_age_grace_seconds: float | None = Field(
+        None,
+        ge=0,
+        description="Calls in flight on a connection closed for its age get this long to finish; unset = as long "
+        "as they take.",
+    )
     max_concurrent_rpcs: int | None = Field(None, gt=0, description="Reject calls beyond this many at once.")
     tls_cert: Path | None = Field(None, description="PEM server certificate; enables TLS with tls_key.")
     tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")

@@ -34,7 +34,7 @@ def _record(result: judge_pb2.GradeResult) -> GradeRecord:
         GradeRecord,
         result,
         outcome=_OUTCOMES.get(result.outcome, Outcome.ERROR),
-        note="" if error else result.status.message,
+        note=result.note or ("" if error else result.status.message),  # older servers: only the latter
         error=error,
     )
 

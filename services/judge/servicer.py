@@ -25,6 +25,8 @@ def usage_message(usage: Usage) -> common_pb2.Usage:
 
 
 def grade_result(record: GradeRecord) -> judge_pb2.GradeResult:
+    # `note` travels by name; it also stays in an OK status's message for clients older than the field
+    # (drop that in the next version).
     return to_message(
         judge_pb2.GradeResult, record, outcome=_OUTCOMES[record.outcome], status=item_status(record.error, record.note)
     )

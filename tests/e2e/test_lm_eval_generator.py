@@ -127,3 +127,24 @@ def test_rolling_loglikelihood_is_refused_with_a_clear_message(generator_service
     lm = PolyglotGrpcLM(address=generator_service.address)
     with pytest.raises(NotImplementedError, match="loglikelihood_rolling"):
         lm.loglikelihood_rolling([])
+
+
+@pytest.mark.slow
+def test_polyglot_lm_eval_runs_lm_evals_own_cli_with_the_polyglot_model(generator_service, tmp_path):
+    """From the shell, as a user would: lm-eval's CLI, through `polyglot lm-eval`, finds `polyglot-grpc`."""
+    import subprocess
+    import sys
+
+    if generator_service.backend != "hf":
+        pytest.skip("lm-eval lives in the main venv; the vllm variant runs in .venv-vllm without it")
+    tasks = write_tasks(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "lm-eval", "run", "--model", "polyglot-grpc",
+         "--model_args", f"address={generator_service.address}", "--tasks", tasks[0],
+         "--include_path", str(tmp_path), "--output_path", str(tmp_path / "out"), "--batch_size", "4"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (results,) = (tmp_path / "out").rglob("results_*.json")
+    accuracy = json.loads(results.read_text())["results"][tasks[0]]["acc,none"]
+    assert 0.0 <= accuracy <= 1.0

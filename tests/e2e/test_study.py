@@ -27,6 +27,7 @@ from flows.local import materialise_models, prefect_env, service_env
 from services.common.catalog import SERVICES
 from services.common.local import LocalServices
 from services.common.store import open_store
+from tests.fixtures.processes import alive
 
 CONFIG = Path(__file__).with_name("study_e2e.yaml")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -109,13 +110,6 @@ def uninterrupted(study):
     return study.tmp / "report-a"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
 
 def _children(pid: int) -> list[int]:
     """Child processes of `pid`, started from any of its threads."""
@@ -138,7 +132,7 @@ def _interrupt_mid_evaluation(study: Study, store, run: str) -> None:
     code = proc.wait(timeout=60)
     assert (code, time.monotonic() - started < 10) == (130, True), log.read_text()[-3000:]
     assert f"resume with: polyglot study run {CONFIG} --no-services" in log.read_text()
-    assert not [c for c in children if _alive(c)]
+    assert not [c for c in children if alive(c)]
 
 
 def test_a_run_starts_its_own_services_around_squatters_and_stops_them(study):
@@ -176,7 +170,7 @@ def test_a_run_starts_its_own_services_around_squatters_and_stops_them(study):
         started = time.monotonic()
         rest = proc.communicate(timeout=60)[1]
         assert (proc.returncode, time.monotonic() - started < 10) == (130, True), rest[-3000:]
-        assert not [pid for *_, pid in up if _alive(int(pid))], "a service outlived the run"
+        assert not [pid for *_, pid in up if alive(int(pid))], "a service outlived the run"
         for sock in squatters:
             with pytest.raises(BlockingIOError):  # nothing is waiting to be accepted: nobody connected
                 sock.accept()

@@ -16,6 +16,7 @@ import pytest
 
 from services.common.catalog import SERVICES
 from services.common.local import free_port
+from tests.fixtures.processes import alive
 
 CONFIG = Path(__file__).parents[1] / "e2e" / "study_e2e.yaml"
 
@@ -29,13 +30,6 @@ def _polyglot(*args: str, env: dict[str, str] | None = None, timeout: float = 12
         env={**os.environ, **(env or {})},
     )
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _table(output: str) -> dict[str, tuple[int, int]]:
@@ -101,7 +95,7 @@ def test_up_never_uses_a_busy_default_port(default_ports_taken, tmp_path):
     assert not {port for port, _ in rows.values()} & default_ports_taken
     for port in default_ports_taken:
         assert f"port {port} is in use by another process" in result.stderr
-    assert not [pid for _, pid in rows.values() if _alive(pid)], "--check left a service running"
+    assert not [pid for _, pid in rows.values() if alive(pid)], "--check left a service running"
 
 
 @pytest.mark.slow
@@ -119,4 +113,4 @@ def test_up_stops_its_services_on_sighup(tmp_path):
     ((_, pid),) = _table(output).values()
     proc.send_signal(signal.SIGHUP)
     assert proc.wait(timeout=30) == 0
-    assert not _alive(pid)
+    assert not alive(pid)

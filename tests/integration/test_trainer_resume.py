@@ -15,6 +15,7 @@ import pytest
 from services.common.store import open_store
 from services.trainer.client import TrainerClient
 from services.trainer.schema import JobState, Progress
+from tests.fixtures.processes import alive
 from tests.fixtures.trainer import TINY_RECIPE, guanaco_rows, write_jsonl
 
 pytestmark = pytest.mark.slow
@@ -23,13 +24,6 @@ pytestmark = pytest.mark.slow
 def _record(tmp_path: Path, job_id: str) -> dict:
     return json.loads((tmp_path / "trainer-state" / "jobs" / job_id / "job.json").read_text())
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
 
 
 def _wait_until(predicate, timeout: float = 240.0, what: str = "condition"):
@@ -109,7 +103,7 @@ def test_stop_requeues_a_running_job_and_cancel_stops_running_and_queued_jobs(
         assert client.get(second.id).state == JobState.QUEUED  # one job at a time
         pid = _wait_until(lambda: _record(tmp_path, first.id)["worker_pid"], what="worker pid")
     # The service stopped: its worker is gone and the job waits to resume.
-    assert not _alive(pid)
+    assert not alive(pid)
     record = _record(tmp_path, first.id)
     assert record["state"] == "QUEUED" and "service stopped" in record["error"]
 
@@ -119,5 +113,5 @@ def test_stop_requeues_a_running_job_and_cancel_stops_running_and_queued_jobs(
         assert client.cancel(second.id).state == JobState.CANCELLED
         cancelled = client.cancel(first.id)
         assert cancelled.state == JobState.CANCELLED and cancelled.finished_at is not None
-        assert not _alive(pid)
+        assert not alive(pid)
         assert {j.state for j in client.list()} == {JobState.CANCELLED}

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 
+import click
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -82,3 +86,31 @@ def test_plan_runs_only_the_tasks_named(repo_root):
     assert [task for task, row in rows.items() if row] == ["xnli"]
     result = runner.invoke(app, ["plan", str(repo_root / "configs" / "smoke.yaml"), "--tasks", " , "])
     assert result.exit_code == 2 and "--tasks" in result.output
+
+
+def test_config_schema_lists_every_task_option_and_the_recipe():
+    table = runner.invoke(app, ["config", "schema"])
+    assert table.exit_code == 0
+    assert "| `evaluation.tasks.xquad.modes` |" in table.output and "| `training.lora_r` |" in table.output
+    schema = runner.invoke(app, ["config", "schema", "--json"])
+    assert schema.exit_code == 0 and "StudyConfig" in schema.output
+
+
+def test_version_prints_the_package_version():
+    result = runner.invoke(app, ["--version"])
+    assert (result.exit_code, result.output) == (0, f"polyglot {importlib.metadata.version('polyglot')}\n")
+
+
+def _command_paths(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    yield path
+    for name, sub in getattr(command, "commands", {}).items():
+        if sub.context_settings.get("help_option_names") != []:  # lm-eval: every argument is lm-eval's
+            yield from _command_paths(sub, (*path, name))
+
+
+def test_h_is_help_on_every_command_and_group():
+    paths = list(_command_paths(typer.main.get_command(app)))
+    assert ("data", "build") in paths and ("serve", "lid") in paths
+    for path in paths:
+        short, long = runner.invoke(app, [*path, "-h"]), runner.invoke(app, [*path, "--help"])
+        assert (short.exit_code, short.output) == (0, long.output), path

@@ -205,9 +205,12 @@ def test_study_configs_load_and_the_cluster_check_names_the_cluster(rendered):
     check = load_config(K8S / "base" / "studies" / "cluster-check.yaml")
     assert check.artifact_store.startswith("s3://polyglot/")
     for svc, (port, _) in SERVICES.items():
-        host, _, at = getattr(check.services, svc).rpartition(":")
-        _named(rendered["local"], "Service", host)
+        address = getattr(check.services, svc)
+        host, _, at = address.removeprefix("dns:///").rpartition(":")
+        service = _named(rendered["local"], "Service", host)
         assert int(at) == port
+        # A dns:/// name balances over replicas only when DNS answers with every pod: a headless Service.
+        assert address.startswith("dns:///") == (service["spec"].get("clusterIP") == "None"), address
     # The local overlay's generator serves the model the check tunes and evaluates.
     (gen,) = _pod_template(_named(rendered["local"], "Deployment", "generator"))["spec"]["containers"]
     (model,) = check.base_models
@@ -686,8 +689,8 @@ def flow_run_job(prefect_yaml, base_job_template) -> dict:
 def test_prefect_yaml_registers_the_study_flow_on_the_kubernetes_pool(prefect_yaml, rendered):
     from prefect.utilities.importtools import import_object
 
-    deployments = {d["name"]: d for d in prefect_yaml["deployments"]}
-    assert set(deployments) == {"cluster-check", "paper"}
+    deployments = {d["name"]: d for d in prefect_yaml["deployments"] if d["work_pool"]["name"] == "polyglot"}
+    assert set(deployments) == {"cluster-check", "paper"}  # `local` (a process pool) has its own test
     for deployment in deployments.values():
         assert deployment["entrypoint"] == "flows/study.py:study"
         config_path = deployment["parameters"]["config_path"]
@@ -700,14 +703,17 @@ def test_prefect_yaml_registers_the_study_flow_on_the_kubernetes_pool(prefect_ya
     overrides = deployments["paper"]["parameters"]["overrides"]
     assert overrides["artifact_store"].startswith("s3://polyglot/")
     for svc, (port, _) in SERVICES.items():
-        host, _, at = overrides[f"services.{svc}"].rpartition(":")
+        address = overrides[f"services.{svc}"]
+        host, _, at = address.removeprefix("dns:///").rpartition(":")
         service = _named(rendered["gpu"], "Service", host)
         assert int(at) == port and port in [p["port"] for p in service["spec"]["ports"]]
+        assert address.startswith("dns:///") == (service["spec"].get("clusterIP") == "None"), address
     for step in prefect_yaml["pull"]:
         (step_name,) = step
         import_object(step_name)  # the pull step exists in this Prefect
     (pull,) = prefect_yaml["pull"]
-    assert pull["prefect.deployments.steps.set_working_directory"]["directory"] == "/opt/polyglot"
+    # Relative: the flow run's starting directory, the image's WORKDIR in a pod (no workingDir in the Job).
+    assert pull["prefect.deployments.steps.set_working_directory"]["directory"] == "."
     assert _image("flows").last("WORKDIR") == "/opt/polyglot"
     assert prefect_yaml["prefect-version"] == __import__("prefect").__version__
 
@@ -751,7 +757,7 @@ def test_base_job_template_extends_the_default_kubernetes_template(base_job_temp
     defaults = {k: v["default"] for k, v in props.items() if "default" in v}
     validate(defaults, ours["variables"], raise_on_error=True, preprocess=True, ignore_required=True)
     # As the server validates a deployment's job variables against the pool.
-    for deployment in prefect_yaml["deployments"]:
+    for deployment in (d for d in prefect_yaml["deployments"] if d["work_pool"]["name"] == "polyglot"):
         validate(
             deployment["work_pool"]["job_variables"],
             ours["variables"],
@@ -778,6 +784,7 @@ def test_flow_run_job_is_a_valid_non_root_peer_pod(flow_run_job, rendered):
         kubernetes_validate.validate(job, version, strict=True)
     _assert_secure_and_sized("flow-run", pod, probes=False)
     (c,) = pod["containers"]
+    assert "workingDir" not in c, "the pull step's '.' is the image's WORKDIR"
     assert c["resources"]["limits"]["memory"] == "8Gi", "the deployment's job variables reach the pod"
     env = _env(c)
     assert env["POLYGLOT_S3_SECRET_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "polyglot-s3"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.config import ServicesConfig
+from services.common import serve
 from services.common.catalog import SERVICES
 from services.common.local import LocalServices
 from services.common.serve import settings_of
@@ -125,3 +127,11 @@ def test_the_catalog_is_the_only_place_ports_are_declared():
         if path.name != "catalog.py" and "__pycache__" not in path.parts and (found := _port_literals(path))
     }
     assert not offenders
+
+
+def test_version_prints_the_package_version_and_h_is_help():
+    result = _serve("--version")
+    assert (result.returncode, result.stdout) == (0, f"polyglot {importlib.metadata.version('polyglot')}\n")
+    for args in ([], *([service] for service in SERVICES)):  # the app and each generated command
+        short, long = (CliRunner().invoke(serve.app, [*args, option]) for option in ("-h", "--help"))
+        assert (short.exit_code, short.output) == (0, long.output), args

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from polyglot.v1 import common_pb2 as polyglot_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17polyglot/v1/judge.proto\x12\x0bpolyglot.v1\x1a\x18polyglot/v1/common.proto\"-\n\nJudgeModel\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\"m\n\tGradeItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x10\n\x08response\x18\x03 \x01(\t\x12\x17\n\x0ftarget_language\x18\x04 \x01(\t\x12\x19\n\x11response_language\x18\x05 \x01(\t\"\x98\x01\n\x0cGradeRequest\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.polyglot.v1.GradeItem\x12&\n\x05judge\x18\x02 \x01(\x0b\x32\x17.polyglot.v1.JudgeModel\x12\x10\n\x08template\x18\x03 \x01(\t\x12\x17\n\x0ftranslate_first\x18\x04 \x01(\x08\x12\x0e\n\x06run_id\x18\x05 \x01(\t\"\xdd\x01\n\x0bGradeResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x05\x12\x11\n\treasoning\x18\x04 \x01(\t\x12\x11\n\traw_reply\x18\x05 \x01(\t\x12*\n\x07outcome\x18\x06 \x01(\x0e\x32\x19.polyglot.v1.GradeOutcome\x12\x19\n\x11\x64\x65tected_language\x18\x07 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x08 \x01(\x08\x12\'\n\x06status\x18\t \x01(\x0b\x32\x17.polyglot.v1.ItemStatus\"]\n\rGradeResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.polyglot.v1.GradeResult\x12!\n\x05usage\x18\x02 \x01(\x0b\x32\x12.polyglot.v1.Usage\"\x8b\x01\n\x10TranslateRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x17\n\x0fsource_language\x18\x02 \x01(\t\x12\x17\n\x0ftarget_language\x18\x03 \x01(\t\x12&\n\x05model\x18\x04 \x01(\x0b\x32\x17.polyglot.v1.JudgeModel\x12\x0e\n\x06run_id\x18\x05 \x01(\t\"c\n\x0bTranslation\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x03 \x01(\x08\x12\'\n\x06status\x18\x04 \x01(\x0b\x32\x17.polyglot.v1.ItemStatus\"a\n\x11TranslateResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.polyglot.v1.Translation\x12!\n\x05usage\x18\x02 \x01(\x0b\x32\x12.polyglot.v1.Usage\"!\n\x0fGetUsageRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t*\xa3\x01\n\x0cGradeOutcome\x12\x1d\n\x19GRADE_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14GRADE_OUTCOME_GRADED\x10\x01\x12#\n\x1fGRADE_OUTCOME_LANGUAGE_MISMATCH\x10\x02\x12\x1c\n\x18GRADE_OUTCOME_UNPARSABLE\x10\x03\x12\x17\n\x13GRADE_OUTCOME_ERROR\x10\x04\x32\x9e\x02\n\x0cJudgeService\x12>\n\x05Grade\x12\x19.polyglot.v1.GradeRequest\x1a\x1a.polyglot.v1.GradeResponse\x12\x44\n\x0bGradeStream\x12\x19.polyglot.v1.GradeRequest\x1a\x18.polyglot.v1.GradeResult0\x01\x12J\n\tTranslate\x12\x1d.polyglot.v1.TranslateRequest\x1a\x1e.polyglot.v1.TranslateResponse\x12<\n\x08GetUsage\x12\x1c.polyglot.v1.GetUsageRequest\x1a\x12.polyglot.v1.Usageb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17polyglot/v1/judge.proto\x12\x0bpolyglot.v1\x1a\x18polyglot/v1/common.proto\"-\n\nJudgeModel\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\"m\n\tGradeItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x10\n\x08response\x18\x03 \x01(\t\x12\x17\n\x0ftarget_language\x18\x04 \x01(\t\x12\x19\n\x11response_language\x18\x05 \x01(\t\"\x98\x01\n\x0cGradeRequest\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.polyglot.v1.GradeItem\x12&\n\x05judge\x18\x02 \x01(\x0b\x32\x17.polyglot.v1.JudgeModel\x12\x10\n\x08template\x18\x03 \x01(\t\x12\x17\n\x0ftranslate_first\x18\x04 \x01(\x08\x12\x0e\n\x06run_id\x18\x05 \x01(\t\"\xeb\x01\n\x0bGradeResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x05\x12\x11\n\treasoning\x18\x04 \x01(\t\x12\x11\n\traw_reply\x18\x05 \x01(\t\x12*\n\x07outcome\x18\x06 \x01(\x0e\x32\x19.polyglot.v1.GradeOutcome\x12\x19\n\x11\x64\x65tected_language\x18\x07 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x08 \x01(\x08\x12\'\n\x06status\x18\t \x01(\x0b\x32\x17.polyglot.v1.ItemStatus\x12\x0c\n\x04note\x18\n \x01(\t\"]\n\rGradeResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.polyglot.v1.GradeResult\x12!\n\x05usage\x18\x02 \x01(\x0b\x32\x12.polyglot.v1.Usage\"\x8b\x01\n\x10TranslateRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x17\n\x0fsource_language\x18\x02 \x01(\t\x12\x17\n\x0ftarget_language\x18\x03 \x01(\t\x12&\n\x05model\x18\x04 \x01(\x0b\x32\x17.polyglot.v1.JudgeModel\x12\x0e\n\x06run_id\x18\x05 \x01(\t\"c\n\x0bTranslation\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x03 \x01(\x08\x12\'\n\x06status\x18\x04 \x01(\x0b\x32\x17.polyglot.v1.ItemStatus\"a\n\x11TranslateResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.polyglot.v1.Translation\x12!\n\x05usage\x18\x02 \x01(\x0b\x32\x12.polyglot.v1.Usage\"!\n\x0fGetUsageRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t*\xa3\x01\n\x0cGradeOutcome\x12\x1d\n\x19GRADE_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14GRADE_OUTCOME_GRADED\x10\x01\x12#\n\x1fGRADE_OUTCOME_LANGUAGE_MISMATCH\x10\x02\x12\x1c\n\x18GRADE_OUTCOME_UNPARSABLE\x10\x03\x12\x17\n\x13GRADE_OUTCOME_ERROR\x10\x04\x32\x9e\x02\n\x0cJudgeService\x12>\n\x05Grade\x12\x19.polyglot.v1.GradeRequest\x1a\x1a.polyglot.v1.GradeResponse\x12\x44\n\x0bGradeStream\x12\x19.polyglot.v1.GradeRequest\x1a\x18.polyglot.v1.GradeResult0\x01\x12J\n\tTranslate\x12\x1d.polyglot.v1.TranslateRequest\x1a\x1e.polyglot.v1.TranslateResponse\x12<\n\x08GetUsage\x12\x1c.polyglot.v1.GetUsageRequest\x1a\x12.polyglot.v1.Usageb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'polyglot.v1.judge_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GRADEOUTCOME']._serialized_start=1076
-  _globals['_GRADEOUTCOME']._serialized_end=1239
+  _globals['_GRADEOUTCOME']._serialized_start=1090
+  _globals['_GRADEOUTCOME']._serialized_end=1253
   _globals['_JUDGEMODEL']._serialized_start=66
   _globals['_JUDGEMODEL']._serialized_end=111
   _globals['_GRADEITEM']._serialized_start=113
@@ -41,17 +41,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GRADEREQUEST']._serialized_start=225
   _globals['_GRADEREQUEST']._serialized_end=377
   _globals['_GRADERESULT']._serialized_start=380
-  _globals['_GRADERESULT']._serialized_end=601
-  _globals['_GRADERESPONSE']._serialized_start=603
-  _globals['_GRADERESPONSE']._serialized_end=696
-  _globals['_TRANSLATEREQUEST']._serialized_start=699
-  _globals['_TRANSLATEREQUEST']._serialized_end=838
-  _globals['_TRANSLATION']._serialized_start=840
-  _globals['_TRANSLATION']._serialized_end=939
-  _globals['_TRANSLATERESPONSE']._serialized_start=941
-  _globals['_TRANSLATERESPONSE']._serialized_end=1038
-  _globals['_GETUSAGEREQUEST']._serialized_start=1040
-  _globals['_GETUSAGEREQUEST']._serialized_end=1073
-  _globals['_JUDGESERVICE']._serialized_start=1242
-  _globals['_JUDGESERVICE']._serialized_end=1528
+  _globals['_GRADERESULT']._serialized_end=615
+  _globals['_GRADERESPONSE']._serialized_start=617
+  _globals['_GRADERESPONSE']._serialized_end=710
+  _globals['_TRANSLATEREQUEST']._serialized_start=713
+  _globals['_TRANSLATEREQUEST']._serialized_end=852
+  _globals['_TRANSLATION']._serialized_start=854
+  _globals['_TRANSLATION']._serialized_end=953
+  _globals['_TRANSLATERESPONSE']._serialized_start=955
+  _globals['_TRANSLATERESPONSE']._serialized_end=1052
+  _globals['_GETUSAGEREQUEST']._serialized_start=1054
+  _globals['_GETUSAGEREQUEST']._serialized_end=1087
+  _globals['_JUDGESERVICE']._serialized_start=1256
+  _globals['_JUDGESERVICE']._serialized_end=1542
 # @@protoc_insertion_point(module_scope)

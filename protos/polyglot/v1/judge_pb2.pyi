@@ -58,7 +58,7 @@ class GradeRequest(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[GradeItem, _Mapping]]] = ..., judge: _Optional[_Union[JudgeModel, _Mapping]] = ..., template: _Optional[str] = ..., translate_first: _Optional[bool] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class GradeResult(_message.Message):
-    __slots__ = ("index", "id", "score", "reasoning", "raw_reply", "outcome", "detected_language", "cached", "status")
+    __slots__ = ("index", "id", "score", "reasoning", "raw_reply", "outcome", "detected_language", "cached", "status", "note")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +68,7 @@ class GradeResult(_message.Message):
     DETECTED_LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
     index: int
     id: str
     score: int
@@ -77,7 +78,8 @@ class GradeResult(_message.Message):
     detected_language: str
     cached: bool
     status: _common_pb2.ItemStatus
-    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., score: _Optional[int] = ..., reasoning: _Optional[str] = ..., raw_reply: _Optional[str] = ..., outcome: _Optional[_Union[GradeOutcome, str]] = ..., detected_language: _Optional[str] = ..., cached: _Optional[bool] = ..., status: _Optional[_Union[_common_pb2.ItemStatus, _Mapping]] = ...) -> None: ...
+    note: str
+    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., score: _Optional[int] = ..., reasoning: _Optional[str] = ..., raw_reply: _Optional[str] = ..., outcome: _Optional[_Union[GradeOutcome, str]] = ..., detected_language: _Optional[str] = ..., cached: _Optional[bool] = ..., status: _Optional[_Union[_common_pb2.ItemStatus, _Mapping]] = ..., note: _Optional[str] = ...) -> None: ...
 
 class GradeResponse(_message.Message):
     __slots__ = ("results", "usage")

@@ -25,35 +25,35 @@ _sym_db = _symbol_database.Default()
 from polyglot.v1 import common_pb2 as polyglot_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15polyglot/v1/lid.proto\x12\x0bpolyglot.v1\x1a\x18polyglot/v1/common.proto\"}\n\x0fIdentifyRequest\x12\r\n\x05texts\x18\x01 \x03(\x0c\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x11\n\tthreshold\x18\x03 \x01(\x02\x12\x1a\n\x12strip_role_markers\x18\x04 \x01(\x08\x12\x10\n\x08\x62\x61tch_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63ompact\x18\x06 \x01(\x08\"^\n\x12LanguagePrediction\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x0e\n\x06script\x18\x02 \x01(\t\x12\x11\n\traw_label\x18\x03 \x01(\t\x12\x13\n\x0bprobability\x18\x04 \x01(\x02\"~\n\x0eIdentification\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x34\n\x0bpredictions\x18\x02 \x03(\x0b\x32\x1f.polyglot.v1.LanguagePrediction\x12\'\n\x06status\x18\x03 \x01(\x0b\x32\x17.polyglot.v1.ItemStatus\"\x93\x01\n\x10IdentifyResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.polyglot.v1.Identification\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x30\n\x07\x63ompact\x18\x04 \x01(\x0b\x32\x1f.polyglot.v1.CompactPredictions\"\x7f\n\x12\x43ompactPredictions\x12\x0e\n\x06\x63ounts\x18\x01 \x03(\x05\x12\x11\n\tlabel_ids\x18\x02 \x03(\x05\x12\x15\n\rprobabilities\x18\x03 \x03(\x02\x12/\n\x06labels\x18\x04 \x03(\x0b\x32\x1f.polyglot.v1.LanguagePrediction\"8\n\rLanguageCheck\x12\x0c\n\x04text\x18\x01 \x01(\x0c\x12\x19\n\x11\x65xpected_language\x18\x02 \x01(\t\"v\n\x14\x43heckLanguageRequest\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.polyglot.v1.LanguageCheck\x12\x17\n\x0fmin_line_tokens\x18\x02 \x01(\x05\x12\x1a\n\x12strip_role_markers\x18\x03 \x01(\x08\"\xd5\x01\n\x13LanguageCheckResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x16\n\x0eline_pass_rate\x18\x02 \x01(\x02\x12\x15\n\rlines_checked\x18\x03 \x01(\x05\x12\x14\n\x0clines_passed\x18\x04 \x01(\x05\x12\x31\n\x08\x64\x65tected\x18\x05 \x01(\x0b\x32\x1f.polyglot.v1.LanguagePrediction\x12\x0e\n\x06passed\x18\x06 \x01(\x08\x12\'\n\x06status\x18\x07 \x01(\x0b\x32\x17.polyglot.v1.ItemStatus\"J\n\x15\x43heckLanguageResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .polyglot.v1.LanguageCheckResult\"\x15\n\x13GetModelInfoRequest\"\x86\x01\n\x0cLidModelInfo\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nnum_labels\x18\x03 \x01(\x05\x12\x14\n\x0clabel_scheme\x18\x04 \x01(\t\x12\x16\n\x0emax_batch_size\x18\x05 \x01(\x05\x12\x16\n\x0emax_text_bytes\x18\x06 \x01(\x03\x32\xcd\x02\n\nLidService\x12G\n\x08Identify\x12\x1c.polyglot.v1.IdentifyRequest\x1a\x1d.polyglot.v1.IdentifyResponse\x12Q\n\x0eIdentifyStream\x12\x1c.polyglot.v1.IdentifyRequest\x1a\x1d.polyglot.v1.IdentifyResponse(\x01\x30\x01\x12V\n\rCheckLanguage\x12!.polyglot.v1.CheckLanguageRequest\x1a\".polyglot.v1.CheckLanguageResponse\x12K\n\x0cGetModelInfo\x12 .polyglot.v1.GetModelInfoRequest\x1a\x19.polyglot.v1.LidModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15polyglot/v1/lid.proto\x12\x0bpolyglot.v1\x1a\x18polyglot/v1/common.proto\"\x8e\x01\n\x0fIdentifyRequest\x12\r\n\x05texts\x18\x01 \x03(\x0c\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x11\n\tthreshold\x18\x03 \x01(\x02\x12\x1a\n\x12strip_role_markers\x18\x04 \x01(\x08\x12\x10\n\x08\x62\x61tch_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63ompact\x18\x06 \x01(\x08\x12\x0f\n\x07strings\x18\x07 \x03(\t\"^\n\x12LanguagePrediction\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x0e\n\x06script\x18\x02 \x01(\t\x12\x11\n\traw_label\x18\x03 \x01(\t\x12\x13\n\x0bprobability\x18\x04 \x01(\x02\"~\n\x0eIdentification\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x34\n\x0bpredictions\x18\x02 \x03(\x0b\x32\x1f.polyglot.v1.LanguagePrediction\x12\'\n\x06status\x18\x03 \x01(\x0b\x32\x17.polyglot.v1.ItemStatus\"\x93\x01\n\x10IdentifyResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.polyglot.v1.Identification\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x30\n\x07\x63ompact\x18\x04 \x01(\x0b\x32\x1f.polyglot.v1.CompactPredictions\"\x7f\n\x12\x43ompactPredictions\x12\x0e\n\x06\x63ounts\x18\x01 \x03(\x05\x12\x11\n\tlabel_ids\x18\x02 \x03(\x05\x12\x15\n\rprobabilities\x18\x03 \x03(\x02\x12/\n\x06labels\x18\x04 \x03(\x0b\x32\x1f.polyglot.v1.LanguagePrediction\"H\n\rLanguageCheck\x12\x0c\n\x04text\x18\x01 \x01(\x0c\x12\x19\n\x11\x65xpected_language\x18\x02 \x01(\t\x12\x0e\n\x06string\x18\x03 \x01(\t\"v\n\x14\x43heckLanguageRequest\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.polyglot.v1.LanguageCheck\x12\x17\n\x0fmin_line_tokens\x18\x02 \x01(\x05\x12\x1a\n\x12strip_role_markers\x18\x03 \x01(\x08\"\xd5\x01\n\x13LanguageCheckResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x16\n\x0eline_pass_rate\x18\x02 \x01(\x02\x12\x15\n\rlines_checked\x18\x03 \x01(\x05\x12\x14\n\x0clines_passed\x18\x04 \x01(\x05\x12\x31\n\x08\x64\x65tected\x18\x05 \x01(\x0b\x32\x1f.polyglot.v1.LanguagePrediction\x12\x0e\n\x06passed\x18\x06 \x01(\x08\x12\'\n\x06status\x18\x07 \x01(\x0b\x32\x17.polyglot.v1.ItemStatus\"J\n\x15\x43heckLanguageResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .polyglot.v1.LanguageCheckResult\"\x15\n\x13GetModelInfoRequest\"\x86\x01\n\x0cLidModelInfo\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nnum_labels\x18\x03 \x01(\x05\x12\x14\n\x0clabel_scheme\x18\x04 \x01(\t\x12\x16\n\x0emax_batch_size\x18\x05 \x01(\x05\x12\x16\n\x0emax_text_bytes\x18\x06 \x01(\x03\x32\xcd\x02\n\nLidService\x12G\n\x08Identify\x12\x1c.polyglot.v1.IdentifyRequest\x1a\x1d.polyglot.v1.IdentifyResponse\x12Q\n\x0eIdentifyStream\x12\x1c.polyglot.v1.IdentifyRequest\x1a\x1d.polyglot.v1.IdentifyResponse(\x01\x30\x01\x12V\n\rCheckLanguage\x12!.polyglot.v1.CheckLanguageRequest\x1a\".polyglot.v1.CheckLanguageResponse\x12K\n\x0cGetModelInfo\x12 .polyglot.v1.GetModelInfoRequest\x1a\x19.polyglot.v1.LidModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'polyglot.v1.lid_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IDENTIFYREQUEST']._serialized_start=64
-  _globals['_IDENTIFYREQUEST']._serialized_end=189
-  _globals['_LANGUAGEPREDICTION']._serialized_start=191
-  _globals['_LANGUAGEPREDICTION']._serialized_end=285
-  _globals['_IDENTIFICATION']._serialized_start=287
-  _globals['_IDENTIFICATION']._serialized_end=413
-  _globals['_IDENTIFYRESPONSE']._serialized_start=416
-  _globals['_IDENTIFYRESPONSE']._serialized_end=563
-  _globals['_COMPACTPREDICTIONS']._serialized_start=565
-  _globals['_COMPACTPREDICTIONS']._serialized_end=692
-  _globals['_LANGUAGECHECK']._serialized_start=694
-  _globals['_LANGUAGECHECK']._serialized_end=750
-  _globals['_CHECKLANGUAGEREQUEST']._serialized_start=752
-  _globals['_CHECKLANGUAGEREQUEST']._serialized_end=870
-  _globals['_LANGUAGECHECKRESULT']._serialized_start=873
-  _globals['_LANGUAGECHECKRESULT']._serialized_end=1086
-  _globals['_CHECKLANGUAGERESPONSE']._serialized_start=1088
-  _globals['_CHECKLANGUAGERESPONSE']._serialized_end=1162
-  _globals['_GETMODELINFOREQUEST']._serialized_start=1164
-  _globals['_GETMODELINFOREQUEST']._serialized_end=1185
-  _globals['_LIDMODELINFO']._serialized_start=1188
-  _globals['_LIDMODELINFO']._serialized_end=1322
-  _globals['_LIDSERVICE']._serialized_start=1325
-  _globals['_LIDSERVICE']._serialized_end=1658
+  _globals['_IDENTIFYREQUEST']._serialized_start=65
+  _globals['_IDENTIFYREQUEST']._serialized_end=207
+  _globals['_LANGUAGEPREDICTION']._serialized_start=209
+  _globals['_LANGUAGEPREDICTION']._serialized_end=303
+  _globals['_IDENTIFICATION']._serialized_start=305
+  _globals['_IDENTIFICATION']._serialized_end=431
+  _globals['_IDENTIFYRESPONSE']._serialized_start=434
+  _globals['_IDENTIFYRESPONSE']._serialized_end=581
+  _globals['_COMPACTPREDICTIONS']._serialized_start=583
+  _globals['_COMPACTPREDICTIONS']._serialized_end=710
+  _globals['_LANGUAGECHECK']._serialized_start=712
+  _globals['_LANGUAGECHECK']._serialized_end=784
+  _globals['_CHECKLANGUAGEREQUEST']._serialized_start=786
+  _globals['_CHECKLANGUAGEREQUEST']._serialized_end=904
+  _globals['_LANGUAGECHECKRESULT']._serialized_start=907
+  _globals['_LANGUAGECHECKRESULT']._serialized_end=1120
+  _globals['_CHECKLANGUAGERESPONSE']._serialized_start=1122
+  _globals['_CHECKLANGUAGERESPONSE']._serialized_end=1196
+  _globals['_GETMODELINFOREQUEST']._serialized_start=1198
+  _globals['_GETMODELINFOREQUEST']._serialized_end=1219
+  _globals['_LIDMODELINFO']._serialized_start=1222
+  _globals['_LIDMODELINFO']._serialized_end=1356
+  _globals['_LIDSERVICE']._serialized_start=1359
+  _globals['_LIDSERVICE']._serialized_end=1692
 # @@protoc_insertion_point(module_scope)

@@ -8,20 +8,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class IdentifyRequest(_message.Message):
-    __slots__ = ("texts", "k", "threshold", "strip_role_markers", "batch_id", "compact")
+    __slots__ = ("texts", "k", "threshold", "strip_role_markers", "batch_id", "compact", "strings")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     STRIP_ROLE_MARKERS_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     COMPACT_FIELD_NUMBER: _ClassVar[int]
+    STRINGS_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[bytes]
     k: int
     threshold: float
     strip_role_markers: bool
     batch_id: str
     compact: bool
-    def __init__(self, texts: _Optional[_Iterable[bytes]] = ..., k: _Optional[int] = ..., threshold: _Optional[float] = ..., strip_role_markers: _Optional[bool] = ..., batch_id: _Optional[str] = ..., compact: _Optional[bool] = ...) -> None: ...
+    strings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, texts: _Optional[_Iterable[bytes]] = ..., k: _Optional[int] = ..., threshold: _Optional[float] = ..., strip_role_markers: _Optional[bool] = ..., batch_id: _Optional[str] = ..., compact: _Optional[bool] = ..., strings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LanguagePrediction(_message.Message):
     __slots__ = ("language", "script", "raw_label", "probability")
@@ -70,12 +72,14 @@ class CompactPredictions(_message.Message):
     def __init__(self, counts: _Optional[_Iterable[int]] = ..., label_ids: _Optional[_Iterable[int]] = ..., probabilities: _Optional[_Iterable[float]] = ..., labels: _Optional[_Iterable[_Union[LanguagePrediction, _Mapping]]] = ...) -> None: ...
 
 class LanguageCheck(_message.Message):
-    __slots__ = ("text", "expected_language")
+    __slots__ = ("text", "expected_language", "string")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    STRING_FIELD_NUMBER: _ClassVar[int]
     text: bytes
     expected_language: str
-    def __init__(self, text: _Optional[bytes] = ..., expected_language: _Optional[str] = ...) -> None: ...
+    string: str
+    def __init__(self, text: _Optional[bytes] = ..., expected_language: _Optional[str] = ..., string: _Optional[str] = ...) -> None: ...
 
 class CheckLanguageRequest(_message.Message):
     __slots__ = ("items", "min_line_tokens", "strip_role_markers")

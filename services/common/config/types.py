@@ -89,19 +89,48 @@ def _store_uri(value: str, info: ValidationInfo) -> str:
 
 
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+_IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+
+
+def _host(value: str, whole: str) -> str:
+    match = _HOST_PORT.match(value)
+    if not match:
+        raise ValueError(f"expected host:port (e.g. 127.0.0.1:50051), got {whole!r}")
+    if not 0 < int(match.group(2)) < 65536:
+        raise ValueError(f"port {match.group(2)} of {whole!r} is out of range: ports are 1..65535")
+    return match.group(1)
+
+
+_SCHEMES = ("dns:", "unix:", "ipv4:", "ipv6:")
+
+
+def grpc_target(address: str) -> str:
+    """The gRPC target of an address: a list of replicas (`127.0.0.1:5001,127.0.0.1:5002`) becomes gRPC's
+    static `ipv4:`/`ipv6:` target, which takes a comma-separated list; anything else is a target already."""
+    if address.startswith(_SCHEMES) or "," not in address:
+        return address
+    return f"{'ipv6' if address.startswith('[') else 'ipv4'}:{address}"
 
 
 def parse_address(value: str) -> str:
-    """`host:port`, or a gRPC target with a scheme (`dns:///svc.ns:50051`, `unix:/run/x.sock`); the CLI's
-    address arguments use it too, so a bad one is refused the same way everywhere."""
-    if value.startswith(("dns:", "unix:", "ipv4:", "ipv6:")):
+    """`host:port`; a list of replicas `ip:port,ip:port` (returned as the `ipv4:`/`ipv6:` target that names
+    them); or a gRPC target with a scheme (`dns:///svc.ns:50051`, which resolves to every pod of a headless
+    Service, `ipv4:10.0.0.1:50051,10.0.0.2:50051`, `unix:/run/x.sock`). The CLI's address arguments use it
+    too, so a bad one is refused the same way everywhere."""
+    if value.startswith(_SCHEMES):
         return value
-    match = _HOST_PORT.match(value)
-    if not match:
-        raise ValueError(f"expected host:port (e.g. 127.0.0.1:50051), got {value!r}")
-    if not 0 < int(match.group(2)) < 65536:
-        raise ValueError(f"port {match.group(2)} of {value!r} is out of range: ports are 1..65535")
-    return value
+    parts = value.split(",")
+    hosts = [_host(part.strip(), value) for part in parts]
+    if len(parts) == 1:
+        return value
+    # gRPC lists addresses only in its static resolvers, which take IP literals: a name that stands for
+    # several replicas is a DNS name (`dns:///name:port`, e.g. a headless Service).
+    if not (all(_IPV4.match(h) for h in hosts) or all(h.startswith("[") for h in hosts)):
+        raise ValueError(
+            f"a list of replicas takes IP addresses of one family (127.0.0.1:5001,127.0.0.1:5002), got {value!r}; "
+            "for a name that resolves to several replicas use dns:///name:port"
+        )
+    return grpc_target(",".join(part.strip() for part in parts))
 
 
 def sampling_field(default_preset: str):

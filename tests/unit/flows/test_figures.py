@@ -1,4 +1,5 @@
-"""Figures: hatching where the language is in the mix's tuning data, CIs, order, files, the pipeline-check stamp."""
+"""Figures: hatching where the language is in the mix's tuning data, CIs, order, files, the pipeline-check stamp,
+titles that fit, means at the axis floor, one figure for metrics equal in every cell."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from matplotlib.container import ErrorbarContainer
 
 from flows.aggregate import summarize
 from flows.config import parse_mix
-from flows.figures import PIPELINE_CHECK_NOTE, bar_figure, in_tuning_data, render_figures, tuning_languages
+from flows.figures import (
+    PIPELINE_CHECK_NOTE,
+    bar_figure,
+    in_tuning_data,
+    metric_agreements,
+    render_figures,
+    tuning_languages,
+)
 from tests.unit.flows.conftest import make_records
 
 ORDER = ("es", "ru", "de", "zh", "fr")
@@ -94,3 +102,65 @@ def test_render_writes_png_and_svg_per_series_and_stamps_pipeline_checks(tmp_pat
     (real,) = render_figures(paper_cfg, rows, tmp_path / "paper", formats=["svg"])
     assert "PIPELINE CHECK" not in (tmp_path / "paper" / "m-xnli-accuracy.svg").read_text()
     assert set(real.paths) == {"svg"}
+
+
+def test_every_text_fits_inside_the_figure_even_with_a_long_title():
+    records = make_records(mixes=("mono",), languages=("en",), n_items=4, task="xquad", variant="en:xx",
+                           metric="em", base_model="a-base-model-with-a-rather-long-name-7b")  # fmt: skip
+    rows = summarize(records, n_resamples=50)
+    fig = bar_figure(rows, same_as=["f1"], pipeline_check=True)
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        bounds = fig.bbox
+        texts = [fig._suptitle, fig.axes[0].title, fig.axes[0].yaxis.label, *fig.axes[0].texts]
+        assert "\n" in fig._suptitle.get_text()  # wrapped, not shrunk or cut
+        for text in texts:
+            box = text.get_window_extent(renderer)
+            assert bounds.x0 <= box.x0 and box.x1 <= bounds.x1 and bounds.y0 <= box.y0 and box.y1 <= bounds.y1, (
+                text.get_text()
+            )
+    finally:
+        plt.close(fig)
+
+
+def test_means_at_the_axis_floor_get_a_tick_and_their_value():
+    value = lambda mix, lang, item, seed, rng: 0.0 if lang == "es" else 1.0  # noqa: E731
+    fig = bar_figure(summarize(make_records(mixes=("mono",), n_items=4, value=value), n_resamples=50))
+    try:
+        ax = fig.axes[0]
+        ticks = {line.get_gid() for line in ax.lines if (line.get_gid() or "").startswith("floor:")}
+        assert ticks == {"floor:mono:es"}
+        (tick,) = [line for line in ax.lines if line.get_gid() == "floor:mono:es"]
+        assert set(tick.get_ydata()) == {0.0} and tick.get_linewidth() >= 3
+        assert "0.00" in {t.get_text() for t in ax.texts}
+    finally:
+        plt.close(fig)
+
+
+def chat_rows(differ_in: str | None = None):
+    same = lambda mix, lang, item, seed, rng: float((item + seed) % 3 == 0)  # noqa: E731
+    other = lambda mix, lang, item, seed, rng: float(lang == differ_in or same(mix, lang, item, seed, rng))  # noqa: E731
+    records = make_records(task="chat", metric="lang_match", languages=("en", "es", "ru"), n_items=6, value=same)
+    records += make_records(task="chat", metric="tgt_lang", languages=("en", "es", "ru"), n_items=6, value=other)
+    return summarize(records, n_resamples=50)
+
+
+def test_metrics_equal_in_every_cell_share_one_figure(tmp_path, smoke_cfg):
+    agreement = metric_agreements(chat_rows())[("m", "chat", "", "tgt_lang")]
+    assert agreement.identical and agreement.metric == "lang_match" and agreement.cells == 6
+    (figure,) = render_figures(smoke_cfg, chat_rows(), tmp_path, formats=["svg"])
+    assert figure.metric == "lang_match"
+    assert figure.title.endswith("Reply in the prompt's language = Reply in the target language")
+    assert "one chart shows both" in figure.note
+
+
+def test_metrics_that_differ_in_some_cells_are_shown_apart_naming_the_cells(tmp_path, smoke_cfg):
+    agreement = metric_agreements(chat_rows(differ_in="es"))[("m", "chat", "", "tgt_lang")]
+    assert not agreement.identical and agreement.differing == (("mono", "es"), ("multi-2", "es"))
+    figures = render_figures(smoke_cfg, chat_rows(differ_in="es"), tmp_path, formats=["svg"])
+    assert [f.metric for f in figures] == ["lang_match", "tgt_lang"]
+    assert figures[1].note == (
+        "Shown apart from Reply in the prompt's language: the two agree in 4 of 6 cells and differ in "
+        "Mono · es, Multi-2 · es."
+    )

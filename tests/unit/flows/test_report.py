@@ -71,8 +71,9 @@ def test_report_has_every_section_and_the_pipeline_banner(study, smoke_cfg, tmp_
         ):
             assert title in text, title
         assert "name: smoke" in text and "lid_threshold: 0.8" in text  # the config, as YAML
-        assert '"final_loss": 9.87' in text and '"es": 20' in text  # card and manifest verbatim
+        assert '"es": 20' in text  # the manifest verbatim
         assert "numpy" in text and "2.4.6" in text
+    assert "final_loss</th><td>9.87</td>" in html and "| final_loss | 9.87 |" in md  # the card as a table
     assert 'class="banner"' in html and md.startswith("> **⚠ Pipeline check")
 
 
@@ -122,3 +123,19 @@ def test_html_escapes_text_from_cards(study, smoke_cfg, tmp_path):
     html = paths["html"].read_text()
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "No dataset manifests were given." in html
+
+
+def test_training_cards_are_tables_with_their_loss_curve(study, smoke_cfg, tmp_path):
+    result, figures, _ = study
+    curve = [{"step": 1, "loss": 10.4, "learning_rate": 0.0, "epoch": 0.1}, {"step": 2, "loss": 9.9}]
+    card = {"final_loss": 9.9, "hyperparameters": {"lora_r": 64}, "outputs": {"adapter": {"uri": "file:///a"}},
+            "loss_curve": curve}  # fmt: skip
+    paths = render_report(smoke_cfg, result.rows, result.tests, figures, {}, {"m/multi-2": card}, tmp_path,
+                          versions=VERSIONS)  # fmt: skip
+    html, md = paths["html"].read_text(), paths["md"].read_text()
+    for caption in ("run", "hyperparameters", "outputs"):
+        assert f"<caption>{caption}</caption>" in html and f"| {caption} | |" in md
+    assert "adapter.uri</th><td>file:///a</td>" in html and "loss_curve" not in html + md
+    assert 'alt="m/multi-2: training loss by step"' in html and 'src="data:image/png;base64,' in html
+    assert "![m/multi-2: training loss](figures/loss-m-multi-2.png)" in md
+    assert (tmp_path / "figures" / "loss-m-multi-2.png").read_bytes()[:4] == b"\x89PNG"
