@@ -242,17 +242,20 @@ def plan(path: Annotated[Path, typer.Argument(help="Study config YAML.")], set_:
     Console().print(render_plan(plan_study(cfg)))
 
 
+StartServices = Annotated[
+    bool,
+    typer.Option("--services/--no-services", help="Start the four services locally (else use the config's addresses)."),
+]
+ReportDir = Annotated[Path | None, typer.Option(help="Report directory (default .polyglot/reports/<study>).")]
+StateDir = Annotated[Path, typer.Option(help="Local state: models, logs, Prefect home.")]
+
+
 @study_app.command("run")
 def study_run(
     path: Annotated[Path, typer.Argument(help="Study config YAML, e.g. configs/smoke.yaml.")],
-    services: Annotated[
-        bool,
-        typer.Option(
-            "--services/--no-services", help="Start the four services locally (else use the config's addresses)."
-        ),
-    ] = True,
-    out: Annotated[Path | None, typer.Option(help="Report directory (default .polyglot/reports/<study>).")] = None,
-    state_dir: Annotated[Path, typer.Option(help="Local state: models, logs, Prefect home.")] = Path(".polyglot"),
+    services: StartServices = True,
+    out: ReportDir = None,
+    state_dir: StateDir = Path(".polyglot"),
     set_: Overrides = None,
     tasks: Tasks = None,
 ):
@@ -312,12 +315,9 @@ def eval_(
     model: Annotated[
         list[str] | None, typer.Option("--model", help="Only this evaluate_models entry (repeatable).")
     ] = None,
-    services: Annotated[
-        bool,
-        typer.Option("--services/--no-services", help="Start the services locally (else use the config's addresses)."),
-    ] = True,
-    out: Annotated[Path | None, typer.Option(help="Report directory (default .polyglot/reports/<study>).")] = None,
-    state_dir: Annotated[Path, typer.Option(help="Local state: models, logs, Prefect home.")] = Path(".polyglot"),
+    services: StartServices = True,
+    out: ReportDir = None,
+    state_dir: StateDir = Path(".polyglot"),
     set_: Overrides = None,
     tasks: Tasks = None,
 ):

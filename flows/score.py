@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.evals import TASKS, EvalItem
+from flows.grading import grade_replies
 from flows.results import ItemResult, Outcome, results_to_jsonl
 from flows.samples import dumps_samples
 from services.common import languages
@@ -41,8 +42,6 @@ _PAPER_NAMES = (
     re.compile(r"alpaca_eval_instructions_(?P<language>[a-z]{2})-.*-s(?P<seed>\d+)-"),
     re.compile(r"xquad_dev_(?P<instruction>[a-z]{2})_(?P<language>[a-z]{2})-.*-s(?P<seed>\d+)-"),
 )
-LID_BATCH = 128  # texts per lid call, under the service's batch limit
-_NO_GRADE = type("NoGrade", (), {"score": 0})()  # judged_metrics leaves helpfulness out of a reply graded 0
 
 
 @dataclass(frozen=True)
@@ -245,50 +244,25 @@ def score_xquad(outputs: Sequence[Output], study: str) -> list[Scored]:
     return scored
 
 
-def _batched(call, items: Sequence[Any]) -> list[Any]:
-    return [r for start in range(0, len(items), LID_BATCH) for r in call(items[start : start + LID_BATCH])]
-
-
 def score_chat(outputs: Sequence[Output], study: str, lid: Any, judge: Any = None, judge_options=None) -> list[Scored]:
     """lid's agreement and line checks for every reply; with `judge` (a JudgeClient), its grade too, the way a
-    study's chat shard is graded (`flows.steps._judged`)."""
-    from flows.evals.chat import judged_metrics
-    from flows.steps import _plain, _top
-    from services.judge.records import GradeItem
-    from services.judge.records import Outcome as JudgeOutcome
-
+    study's chat shard is graded (`flows.grading`)."""
     prompts = [o.instruction or o.prompt for o in outputs]
-    replies = [o.reply for o in outputs]
-    ids = _batched(lambda texts: lid.identify(texts, k=1, strip_role_markers=True), [*prompts, *replies])
-    checks = _batched(lid.check_language, [(o.reply, o.language) for o in outputs])
-    prompt_ids, reply_ids = ids[: len(outputs)], ids[len(outputs) :]
-    grades: list[Any] = [_NO_GRADE] * len(outputs)
-    if judge is not None:
-        items = [
-            GradeItem(
-                prompt=p,
-                response=o.reply,
-                target_language=o.language,
-                id=f"{o.model}:{o.item_id}:{o.seed}",
-                response_language=_top(r) or "und",
-            )  # fmt: skip
-            for o, p, r in zip(outputs, prompts, reply_ids, strict=True)
-        ]
-        grades = judge.grade(items, run_id=study, **(judge_options or {})).records
-    scored = []
-    for o, p, r, check, grade in zip(outputs, prompt_ids, reply_ids, checks, grades, strict=True):
-        sample = {"instruction": o.instruction or o.prompt, "reply": o.reply, "prompt_language": _plain(p),
-                  "reply_language": _plain(r), "language_check": _plain(check)}  # fmt: skip
-        if p.error or r.error or check.error:  # lid refused a text: no metric is trustworthy
-            scored.append(Scored(_result(o, study, {}, Outcome.REFUSED), sample))
-            continue
-        outcome = Outcome.OK
-        if grade is not _NO_GRADE:
-            sample["judge"] = _plain(grade)
-            if grade.outcome is not JudgeOutcome.GRADED:
-                outcome = Outcome(grade.outcome.value.lower())
-        scored.append(Scored(_result(o, study, judged_metrics(grade, p, r, o.language, check), outcome), sample))
-    return scored
+    graded = grade_replies(
+        lid,
+        judge,
+        prompts=prompts,
+        replies=[o.reply for o in outputs],
+        targets=[o.language for o in outputs],
+        grade_ids=[f"{o.model}:{o.item_id}:{o.seed}" for o in outputs],
+        judged_metrics=TASKS.get("chat").hook_module.judged_metrics,
+        judge_options=judge_options or {},
+        run_id=study,
+    )
+    return [
+        Scored(_result(o, study, g.metrics, g.outcome), {"reply": o.reply} | g.sample)
+        for o, g in zip(outputs, graded, strict=True)
+    ]
 
 
 def score_outputs(

@@ -8,9 +8,7 @@ single training, generation or judge call.
 
 from __future__ import annotations
 
-import enum
 import functools
-import json
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -22,6 +20,7 @@ from flows.config import StudyConfig
 from flows.config.schema import ConcurrencyConfig
 from flows.data.build import Built, read_eval_set
 from flows.evals import TASKS, EvalItem
+from flows.grading import Graded, grade_replies, plain
 from flows.results import ItemResult, Outcome, results_from_jsonl, results_to_jsonl
 from flows.samples import dumps_samples
 from services.common.catalog import SERVICES
@@ -29,8 +28,6 @@ from services.common.errors import TRANSIENT_CODES, FailedPrecondition, ItemErro
 from services.common.store import ArtifactStore
 from services.generator.client import GeneratorClient
 from services.generator.records import Completion
-from services.judge.records import GradeItem
-from services.judge.records import Outcome as JudgeOutcome
 from services.trainer.client import TrainerClient
 from services.trainer.schema import JobState
 
@@ -126,16 +123,6 @@ def train_model(
 # -- evaluation ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Graded:
-    """One item as its shard leaves it: the metrics it has, its outcome, and its sample (what the step had in
-    hand: prompt, reply, language labels, the judge's verdict, log-likelihoods)."""
-
-    metrics: dict[str, float]
-    outcome: Outcome
-    sample: dict[str, Any]
-
-
 def shard_result_key(cfg: StudyConfig, shard: Shard) -> str:
     identity = keys.shard_identity(cfg, shard.task, shard.evalset.manifest.data_sha256, shard.seed)
     return keys.shard_result(shard.key, identity)
@@ -159,7 +146,7 @@ def evaluate_shard(cfg: StudyConfig, store: ArtifactStore, clients: Clients, sha
     else:
         completions = _generate(cfg, clients.generator, items, shard)
         graded = [
-            _Graded(task.score(item, c.text) if not c.error else {}, _generated(c, item), _generation(item, c))
+            Graded(task.score(item, c.text) if not c.error else {}, _generated(c, item), _generation(item, c))
             for item, c in zip(items, completions, strict=True)
         ]
     records = [
@@ -242,7 +229,7 @@ def _generate(
 
 def _score_choices(
     cfg: StudyConfig, generator: GeneratorClient, task: Any, items: Sequence[EvalItem], shard: Shard
-) -> list[_Graded]:
+) -> list[Graded]:
     pairs = [(item.prompt, choice) for item in items for choice in item.choices]
     with service_slots(cfg.concurrency)["generator"]:
         results = iter(generator.score(pairs, adapter=shard.model.adapter_uri, request_id=shard.key))
@@ -252,17 +239,17 @@ def _score_choices(
         error = next((r.error for r in scored if r.error), None)
         sample = {
             "prompt": item.prompt,
-            "choices": [_plain(r, text=choice) for choice, r in zip(item.choices, scored, strict=True)],
+            "choices": [plain(r, text=choice) for choice, r in zip(item.choices, scored, strict=True)],
             "label": item.label,
         }
         if error is None:
-            graded.append(_Graded(task.score(item, [r.logprob for r in scored]), Outcome.OK, sample))
+            graded.append(Graded(task.score(item, [r.logprob for r in scored]), Outcome.OK, sample))
         else:  # no metric: a missing log-likelihood would silently pick another answer
-            graded.append(_Graded({}, _failed(error, f"scoring of item {item.id}"), sample))
+            graded.append(Graded({}, _failed(error, f"scoring of item {item.id}"), sample))
     return graded
 
 
-def _judged(cfg: StudyConfig, clients: Clients, items: Sequence[EvalItem], shard: Shard) -> list[_Graded]:
+def _judged(cfg: StudyConfig, clients: Clients, items: Sequence[EvalItem], shard: Shard) -> list[Graded]:
     """Generate, identify prompt and reply languages (lid), check line-level confusion, then judge; the
     task's hook turns each grade and its language checks into the task's metrics.
 
@@ -271,54 +258,24 @@ def _judged(cfg: StudyConfig, clients: Clients, items: Sequence[EvalItem], shard
     further: they keep the generation's outcome and no metric.
     """
     completions = _generate(cfg, clients.generator, items, shard)
-    graded = [_Graded({}, _generated(c, i), _generation(i, c)) for i, c in zip(items, completions, strict=True)]
+    graded = [Graded({}, _generated(c, i), _generation(i, c)) for i, c in zip(items, completions, strict=True)]
     done = [n for n, g in enumerate(graded) if g.outcome is Outcome.OK]
     if not done:
         return graded
-    prompts = [items[n].instruction or items[n].prompt for n in done]
-    replies = [completions[n].text for n in done]
-    with service_slots(cfg.concurrency)["lid"]:
-        ids = clients.lid.identify([*prompts, *replies], k=1, strip_role_markers=True)
-        checks = clients.lid.check_language([(reply, shard.language) for reply in replies])
-    prompt_ids, reply_ids = ids[: len(done)], ids[len(done) :]
-    grade_items = [
-        GradeItem(
-            id=f"{shard.model.key}:{items[n].id}:{shard.seed}",
-            prompt=prompt,
-            response=reply,
-            target_language=shard.language,
-            response_language=_top(reply_id) or "und",
-        )
-        for n, prompt, reply, reply_id in zip(done, prompts, replies, reply_ids, strict=True)
-    ]
-    with service_slots(cfg.concurrency)["judge"]:
-        judged = clients.judge.grade(
-            grade_items,
-            provider=cfg.judge.provider,
-            model=cfg.judge.model,
-            template=cfg.judge.template,
-            run_id=cfg.name,
-        )
-    judged_metrics = TASKS.get(shard.task).hook_module.judged_metrics  # the task's own metrics of a graded reply
-    answers = zip(done, prompts, judged.records, prompt_ids, reply_ids, checks, strict=True)
-    for n, prompt, record, p, r, check in answers:
-        sample = graded[n].sample | {
-            "instruction": prompt,
-            "prompt_language": [_plain(x) for x in p.predictions],
-            "reply_language": [_plain(x) for x in r.predictions],
-            "language_check": _plain(check),
-            "judge": _plain(record),
-        }
-        outcome = Outcome.OK if record.outcome is JudgeOutcome.GRADED else Outcome(record.outcome.value.lower())
-        graded[n] = _Graded(judged_metrics(record, p, r, shard.language, check), outcome, sample)
+    slots = service_slots(cfg.concurrency)
+    judged = grade_replies(
+        clients.lid,
+        clients.judge,
+        prompts=[items[n].instruction or items[n].prompt for n in done],
+        replies=[completions[n].text for n in done],
+        targets=[shard.language] * len(done),
+        grade_ids=[f"{shard.model.key}:{items[n].id}:{shard.seed}" for n in done],
+        judged_metrics=TASKS.get(shard.task).hook_module.judged_metrics,  # the task's own metrics of a grade
+        judge_options=cfg.judge.model_dump(include={"provider", "model", "template"}),
+        run_id=cfg.name,
+        lid_slot=slots["lid"],
+        judge_slot=slots["judge"],
+    )
+    for n, grade in zip(done, judged, strict=True):
+        graded[n] = Graded(grade.metrics, grade.outcome, graded[n].sample | grade.sample)
     return graded
-
-
-def _plain(record: Any, **extra: Any) -> dict[str, Any]:
-    """A service's record as a sample field: its fields but the batch position, enums as their values."""
-    data = {k: v for k, v in asdict(record).items() if k != "index"} | extra
-    return json.loads(json.dumps(data, default=lambda o: o.value if isinstance(o, enum.Enum) else str(o)))
-
-
-def _top(identification: Any) -> str:
-    return identification.predictions[0].language if identification.predictions else ""
