@@ -14,11 +14,20 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows import cancel, keys, steps
+from flows import keys, steps
 from flows.clients import Clients
 from flows.config import StudyConfig, load_config
 from flows.config.evaluated import EvaluatedModel
-from flows.study import aggregate_results, evaluate_all, prepare_eval_sets, report, sized
+from flows.study import (
+    aggregate_results,
+    connected,
+    evaluate_all,
+    model_refs,
+    prepare_eval_sets,
+    report,
+    report_dir,
+    sized,
+)
 from services.common.errors import InvalidArgument, NotFound
 from services.common.store import ArtifactStore, open_store
 
@@ -60,7 +69,7 @@ def evaluate_models(
     shard_keys = sized(evaluate_all, cfg)(cfg, store, clients, models, evalsets)
     logger.info("evaluated %d shards of %s", len(shard_keys), ", ".join(m.mix for m in models))
     aggregated, aggregate_key = aggregate_results(cfg, store, shard_keys)
-    return report(cfg, store, aggregated, aggregate_key, [], models, out_dir.resolve())
+    return report(cfg, store, aggregated, aggregate_key, [], models, out_dir)
 
 
 @flow(name="evaluate-models", log_prints=True)
@@ -75,16 +84,7 @@ def evaluate_only(
     """The evaluated models of a study file (`models`: only these names), as `flows.study.study` takes its
     arguments, so `polyglot eval` runs it the way `study run` runs the study."""
     cfg = load_config(Path(config_path), overrides, tasks=tasks)
-    refs = base_models or {m.name: str(m.model) for m in cfg.base_models if m.model}
-    wanted = chosen(cfg, models)
-    missing = sorted({m.base_model for m in wanted} - set(refs))
-    if missing:
-        raise ValueError(f"no model files for {missing}: tiny_random models are built by `polyglot eval`")
-    tuned = [as_tuned(cfg, m, refs[m.base_model]) for m in wanted]
-    clients = cancel.track(Clients.connect(cfg))
-    try:
-        target = Path(out_dir or cfg.report.output_dir or Path(".polyglot") / "reports" / cfg.name)
-        return evaluate_models(cfg, open_store(cfg.artifact_store), clients, tuned, target)
-    finally:
-        cancel.untrack(clients)
-        clients.close()
+    refs = model_refs(cfg, base_models, "polyglot eval")
+    tuned = [as_tuned(cfg, m, refs[m.base_model]) for m in chosen(cfg, models)]
+    with connected(cfg) as clients:
+        return evaluate_models(cfg, open_store(cfg.artifact_store), clients, tuned, report_dir(cfg, out_dir))

@@ -275,6 +275,7 @@ def _stop_prefect_server(timeout: float) -> None:
 
 def _kept(cfg: StudyConfig, timeout: float) -> str:
     """What the store holds (every step writes its key last, so all of it is complete and reused)."""
+    from flows import keys
     from services.common.store import open_store
 
     counts: dict[str, int] = {}
@@ -282,7 +283,9 @@ def _kept(cfg: StudyConfig, timeout: float) -> str:
     def count():
         store = open_store(cfg.artifact_store)
         counts["models"] = sum(o.key.endswith("/model.json") for o in store.list("models/"))
-        counts["shards"] = sum(o.key.endswith(".jsonl") for o in store.list("results/"))
+        counts["shards"] = sum(
+            o.key.endswith(".jsonl") and not keys.is_shard_samples(o.key) for o in store.list("results/")
+        )
 
     worker = threading.Thread(target=count, daemon=True)
     worker.start()

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -213,6 +215,31 @@ def _card(store: ArtifactStore, model: steps.TunedModel) -> dict[str, Any]:
     return card_store.get_json(key)
 
 
+def model_refs(cfg: StudyConfig, base_models: dict[str, str] | None, command: str) -> dict[str, str]:
+    """What each base model loads from: `base_models`, else the config's `model`; a tiny random model has
+    no file until `command` (which runs the flow locally) builds it."""
+    refs = base_models or {m.name: str(m.model) for m in cfg.base_models if m.model}
+    missing = [m.name for m in cfg.base_models if m.name not in refs]
+    if missing:
+        raise ValueError(f"no model files for {missing}: tiny_random models are built by `{command}`")
+    return refs
+
+
+@contextmanager
+def connected(cfg: StudyConfig) -> Iterator[Clients]:
+    """The study's clients, which an interrupt closes (calls in flight end at once); closed afterwards."""
+    clients = cancel.track(Clients.connect(cfg))
+    try:
+        yield clients
+    finally:
+        cancel.untrack(clients)
+        clients.close()
+
+
+def report_dir(cfg: StudyConfig, out_dir: str | None) -> Path:
+    return Path(out_dir or cfg.report.output_dir or Path(".polyglot") / "reports" / cfg.name).resolve()
+
+
 def sized(subflow: Any, cfg: StudyConfig) -> Any:
     """`subflow` with the config's task runner width (`concurrency.task_runner_workers`). The subflows submit
     the tasks, and a subflow runs its tasks on its own runner, not the calling flow's, so each gets it."""
@@ -235,12 +262,8 @@ def study(
     cfg = load_config(Path(config_path), overrides, tasks=tasks)
     logger = get_run_logger()
     store = open_store(cfg.artifact_store)
-    refs = base_models or {m.name: str(m.model) for m in cfg.base_models if m.model}
-    missing = [m.name for m in cfg.base_models if m.name not in refs]
-    if missing:
-        raise ValueError(f"no model files for {missing}: tiny_random models are built by `polyglot study run`")
-    clients = cancel.track(Clients.connect(cfg))  # an interrupt closes them: calls in flight end at once
-    try:
+    refs = model_refs(cfg, base_models, "polyglot study run")
+    with connected(cfg) as clients:
         data = sized(prepare, cfg)(cfg, store, clients)
         logger.info("data: %d mixes, %d eval sets", len(data["mixes"]), len(data["evalsets"]))
         models = sized(train_all, cfg)(cfg, store, clients, data["mixes"], refs)
@@ -248,8 +271,4 @@ def study(
         shard_keys = sized(evaluate_all, cfg)(cfg, store, clients, models, data["evalsets"])
         logger.info("evaluated %d shards", len(shard_keys))
         aggregated, aggregate_key = aggregate_results(cfg, store, shard_keys)
-        target = Path(out_dir or cfg.report.output_dir or Path(".polyglot") / "reports" / cfg.name)
-        return report(cfg, store, aggregated, aggregate_key, data["mixes"], models, target.resolve())
-    finally:
-        cancel.untrack(clients)
-        clients.close()
+        return report(cfg, store, aggregated, aggregate_key, data["mixes"], models, report_dir(cfg, out_dir))
