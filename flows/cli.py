@@ -29,7 +29,7 @@ from services.common import serve
 from services.common.catalog import SERVICES
 from services.common.errors import PolyglotError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # an error stays one line, whatever the terminal width
 app = typer.Typer(
     help="Polyglot: how much multilinguality does instruction tuning need? Services, flows and tools.",
     no_args_is_help=True,
