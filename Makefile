@@ -20,8 +20,11 @@ $(VENV)/.installed: pyproject.toml
 proto:  ## regenerate the Python stubs from protos/ (committed; a test checks they match)
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=protos --pyi_out=protos --grpc_python_out=protos $(PROTOS)
 
+# Two workers: most tests wait on service processes and sockets, so a 2-core machine runs two at once well.
+# `loadfile` keeps a file's tests (and its module-scoped services) on one worker; one OpenMP thread per
+# process, or two workers' torch threads would fight over the two cores.
 test: venv  ## the whole suite, as CI runs it
-	$(PY) -m pytest
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile
 
 bench: venv  ## benchmarks; results under bench/
 	$(PY) -m bench

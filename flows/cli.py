@@ -46,6 +46,7 @@ app.add_typer(serve.app, name="serve")
 app.add_typer(config_app, name="config")
 app.add_typer(study_app, name="study")
 app.add_typer(importlib.import_module("flows.data.cli").app, name="data")
+app.add_typer(importlib.import_module("flows.protocol.cli").app, name="protocol")
 
 
 @app.callback()
@@ -234,12 +235,56 @@ def config_schema(
 
 
 @app.command()
-def plan(path: Annotated[Path, typer.Argument(help="Study config YAML.")], set_: Overrides = None, tasks: Tasks = None):
+def plan(
+    path: Annotated[Path, typer.Argument(help="Study config YAML.")],
+    set_: Overrides = None,
+    tasks: Tasks = None,
+    gpus: Annotated[
+        int | None,
+        typer.Option(
+            "--gpus",
+            min=1,
+            help="Also the GPU-hours and wall-clock time per phase on this many GPUs, from the GPU figures "
+            "measured in bench/results/ where there are any (it says which), else the assumptions.",
+        ),
+    ] = None,
+    eval_: Annotated[
+        bool, typer.Option("--eval", help="The grid of `polyglot eval`: the config's evaluate_models, no training.")
+    ] = False,
+):
     """Print a study's grid (training jobs, generations, judge calls) with GPU-hour and API-cost estimates."""
     from flows.plan import plan_study, render_plan
 
     cfg = _load(path, _overrides(set_), _tasks(tasks), check_paths=False)  # a plan may be for another machine
-    Console().print(render_plan(plan_study(cfg)))
+    if eval_:
+        try:
+            from flows.evaluate_only import chosen
+
+            chosen(cfg, None)
+        except PolyglotError as exc:
+            raise _fail(str(exc), 2) from None
+    if gpus is None:
+        Console().print(render_plan(plan_study(cfg, evaluate_only=eval_)))
+        return
+    from flows.plan_cluster import cluster_estimate, measured_figures, render_cluster
+
+    figures = measured_figures()
+    planned = plan_study(cfg, figures.assumptions, evaluate_only=eval_)
+    Console().print(render_plan(planned), render_cluster(cluster_estimate(planned, gpus, figures.sources), figures))
+
+
+@app.command()
+def fidelity(
+    path: Annotated[Path, typer.Argument(help="Study config YAML.")],
+    set_: Overrides = None,
+):
+    """Print (Markdown) every protocol element: the paper's value, this config's, where it is set, match or
+    deviation and the reason (flows/protocol/elements.yaml); e.g. --set protocol.profile=polyglot."""
+    from flows.protocol.fidelity import markdown, provenance, rows
+
+    overrides = _overrides(set_)
+    cfg = _load(path, overrides, check_paths=False)  # like plan: the table is about the config, not this machine
+    typer.echo(markdown(cfg, rows(cfg, provenance(path, overrides, cfg))), nl=False)
 
 
 StartServices = Annotated[
@@ -248,6 +293,13 @@ StartServices = Annotated[
 ]
 ReportDir = Annotated[Path | None, typer.Option(help="Report directory (default .polyglot/reports/<study>).")]
 StateDir = Annotated[Path, typer.Option(help="Local state: models, logs, Prefect home.")]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress and no summary on stderr; stdout still gets the paths.")
+]
+JsonOut = Annotated[
+    bool,
+    typer.Option("--json", help="stdout: one JSON object (status, results and report paths, summary), not paths."),
+]
 
 
 @study_app.command("run")
@@ -258,18 +310,26 @@ def study_run(
     state_dir: StateDir = Path(".polyglot"),
     set_: Overrides = None,
     tasks: Tasks = None,
+    quiet: Quiet = False,
+    json_: JsonOut = False,
 ):
     """Run a whole study: prepare data, train every mix, evaluate, aggregate, report. Reruns resume.
 
     Preflight first (services, store, hub; exit 2 on a problem). Ctrl-C or SIGTERM stops the run within
-    seconds, keeping what finished (exit 130); a second Ctrl-C quits at once."""
-    _run_locally(path, services, out, state_dir, set_, tasks)
+    seconds, keeping what finished (exit 130); a second Ctrl-C quits at once. Progress and a summary go to
+    stderr; stdout gets only the results file and report paths, a line each (`--json`: one object)."""
+    _run_locally(path, services, out, state_dir, set_, tasks, quiet=quiet, json_out=json_)
 
 
-def _run_locally(path, services, out, state_dir, set_, tasks, flow=None, check=None) -> None:
+def _run_locally(
+    path, services, out, state_dir, set_, tasks, flow=None, check=None, *, quiet=False, json_out=False, used=None
+):
     """`study run` and `eval`: run the study flow (or `flow`) locally, with preflight, interrupts and exit
-    codes; `check(cfg)` vets the config first (exit 2 on a PolyglotError)."""
+    codes; `check(cfg)` vets the config first (exit 2 on a PolyglotError). Progress reaches the view through
+    `flows.progress` from the flow's threads."""
+    from flows import progress
     from flows.local import Interrupted, PreflightFailed, run_study
+    from flows.progress_view import ProgressView
 
     overrides, selected = _overrides(set_), _tasks(tasks)
     cfg = _load(path, overrides, selected)
@@ -278,35 +338,39 @@ def _run_locally(path, services, out, state_dir, set_, tasks, flow=None, check=N
             check(cfg)
     except PolyglotError as exc:
         raise _fail(str(exc), 2) from None
-    started = time.monotonic()
+    started, view = time.monotonic(), ProgressView(console, quiet=quiet)
     try:
-        paths = run_study(
-            path,
-            start_services=services,
-            state_dir=state_dir,
-            out_dir=out,
-            overrides=overrides,
-            tasks=selected,
-            hub_offline=USER_HUB_OFFLINE,
-            log=console.print,
-            flow=flow,
-        )
+        with view, progress.using(view):
+            paths = run_study(
+                path,
+                start_services=services,
+                state_dir=state_dir,
+                out_dir=out,
+                overrides=overrides,
+                tasks=selected,
+                hub_offline=USER_HUB_OFFLINE,
+                log=view.log,
+                flow=flow,
+                services_used=used,
+            )
     except PreflightFailed as exc:
         for problem in exc.problems:
             console.print(f"[bold red]error:[/] {escape(problem)}", soft_wrap=True)
+        view.failed("preflight_failed", "; ".join(exc.problems), study=cfg.name, json_out=json_out)
         raise typer.Exit(2) from None
     except (Interrupted, KeyboardInterrupt) as exc:
         kept = exc.kept if isinstance(exc, Interrupted) else "what finished"
+        view.failed("interrupted", f"kept {kept}", study=cfg.name, json_out=json_out)
         console.print(f"[bold]stopped[/]: kept {escape(kept)}; a rerun skips all of it.", soft_wrap=True)
         console.print(f"resume with: polyglot {escape(shlex.join(sys.argv[1:]))}", soft_wrap=True)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130)  # not sys.exit: Prefect's exit hooks would wait on its API, which is gone
     except PolyglotError as exc:
+        view.failed("failed", str(exc), study=cfg.name, json_out=json_out)
         raise _fail(str(exc)) from None
-    console.print(f"[green]study {cfg.name} done[/] in {time.monotonic() - started:.0f} s")
-    for kind, where in paths.items():
-        console.print(f"  {kind}: {where}")
+    view.log(f"[green]study {cfg.name} done[/] in {time.monotonic() - started:.0f} s")
+    view.finish(paths, study=cfg.name, json_out=json_out)
 
 
 @app.command("eval")
@@ -320,15 +384,25 @@ def eval_(
     state_dir: StateDir = Path(".polyglot"),
     set_: Overrides = None,
     tasks: Tasks = None,
+    quiet: Quiet = False,
+    json_: JsonOut = False,
 ):
     """Evaluate the study's `evaluate_models` (base models as they are, or with an adapter from elsewhere):
-    evaluation sets, evaluation, aggregate and report; no mixes, no training. Reruns resume."""
+    evaluation sets, evaluation, aggregate and report; no mixes, no training. Reruns resume. Output as
+    `study run`'s: progress and summary on stderr, the paths on stdout."""
     from functools import partial
 
-    from flows.evaluate_only import chosen, evaluate_only
+    from flows.local import prefect_env
+
+    # Before Prefect's first import, which fixes its settings; nothing is created until the config passes.
+    os.environ.update(prefect_env(state_dir))
+    from flows.evaluate_only import SERVICES_USED, chosen, evaluate_only
 
     flow = partial(evaluate_only, models=model)
-    _run_locally(path, services, out, state_dir, set_, tasks, flow=flow, check=lambda cfg: chosen(cfg, model))
+    check = lambda cfg: chosen(cfg, model)  # noqa: E731
+    _run_locally(
+        path, services, out, state_dir, set_, tasks, flow, check, quiet=quiet, json_out=json_, used=SERVICES_USED
+    )
 
 
 @app.command()
@@ -379,19 +453,25 @@ def score(
     judge: Annotated[str | None, typer.Option(help="A judge service's host:port: chat gets helpfulness too.")] = None,
     judge_provider: Annotated[str | None, typer.Option(help="The judge's provider (default: the config's).")] = None,
     judge_model: Annotated[str | None, typer.Option(help="The judge's model (default: the config's).")] = None,
+    quiet: Quiet = False,
+    json_: JsonOut = False,
 ):
     """Score outputs generated elsewhere with the study's metrics (chat: LID agreement and line pass rate,
     helpfulness with --judge; XQuAD: EM and F1), then aggregate and report. A bad record exits 2 naming its
     line and field; nothing is skipped."""
     from flows.config import JudgeConfig
+    from flows.progress_view import ProgressView
     from flows.score import read_outputs, score_outputs, write_report
 
+    view = ProgressView(console, quiet=quiet)
     defaults = dict(task=task, language=language, variant=variant, model=model, base_model=base_model, seed=seed)
     try:
         outputs = read_outputs(file, defaults)
     except PolyglotError as exc:
+        view.failed("bad_input", str(exc), study=name, json_out=json_)
         raise _fail(escape(str(exc)), 2) from None
     except OSError as exc:
+        view.failed("bad_input", f"cannot read {file}: {exc.strerror}", study=name, json_out=json_)
         raise _fail(f"cannot read {file}: {exc.strerror}", 2) from None
     options = JudgeConfig(**{k: v for k, v in {"provider": judge_provider, "model": judge_model}.items() if v})
     judge_options = options.model_dump(include={"provider", "model", "template"})
@@ -400,10 +480,80 @@ def score(
             scored = score_outputs(outputs, name, lid_, judge_, judge_options)
         paths = write_report(name, outputs, scored, out or Path(".polyglot") / "reports" / name)
     except PolyglotError as exc:
+        view.failed("failed", str(exc), study=name, json_out=json_)
         raise _fail(escape(str(exc))) from None
-    console.print(f"[green]scored[/] {len(scored)} of {len(outputs)} records from {file}")
-    for kind, where in paths.items():
-        console.print(f"  {kind}: {where}")
+    view.log(f"[green]scored[/] {len(scored)} of {len(outputs)} records from {escape(str(file))}")
+    view.finish(paths, study=name, json_out=json_)
+
+
+@app.command()
+def confusion(
+    file: Annotated[Path, typer.Argument(help="Replies: JSON Lines or CSV with `reply` and `language` (optional: "
+                                         "`prompt`, `source`, `id`); docs/confusion.md.")],  # fmt: skip
+    lid: Annotated[
+        str | None, typer.Option(help="A lid service's host:port; default: lid.176 in this process.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Also write records.jsonl, table.csv, matrix.csv, confusion.json and figures.")
+    ] = None,
+    language: Annotated[str | None, typer.Option(help="Expected language of records that name none.")] = None,
+    words: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="POLYGLOT_LID_WORD_LIST",
+            exists=True,
+            dir_okay=False,
+            help="English word list for WPR (in-process; a lid service uses its own), e.g. ../shared/data/lcb/words.",
+        ),
+    ] = None,
+    confidence: Annotated[float, typer.Option(min=0.5, max=0.999, help="Confidence of the intervals.")] = 0.95,
+    resamples: Annotated[int, typer.Option(min=10, help="Bootstrap resamples per interval.")] = 1000,
+):
+    """Line-level language confusion of replies you already have, on CPU (the Language Confusion Benchmark's
+    LPR and WPR per language, and which language failing lines drifted into). A malformed record exits 2
+    naming its line and field; every record is accounted for (refused ones are listed)."""
+    from flows.confusion import check_records, confusion_matrix, read_records, rich_tables, summarize, write_outputs
+    from services.common.languages import resolve
+
+    if language is not None and resolve(language) is None:
+        raise _fail(f"--language: unknown language {language!r}", 2)
+    try:
+        records = read_records(file, language)
+    except PolyglotError as exc:
+        raise _fail(escape(str(exc)), 2) from None
+    except OSError as exc:
+        raise _fail(f"cannot read {file}: {exc.strerror}", 2) from None
+    try:
+        with _lid_checker(lid, words) as checker:
+            verdicts = check_records(records, checker)
+    except PolyglotError as exc:
+        raise _fail(escape(str(exc))) from None
+    rows = summarize(verdicts, confidence=confidence, n_resamples=resamples)
+    matrix = confusion_matrix(verdicts)
+    for table in rich_tables(rows, matrix, confidence):
+        Console().print(table)
+    refused, skipped = [v for v in verdicts if v.refused], sum(v.skipped for v in verdicts)
+    console.print(f"{len(records)} records in, {len(verdicts)} out: {len(verdicts) - len(refused) - skipped} "
+                  f"scored, {skipped} skipped (no line of 5+ tokens), {len(refused)} refused by lid")  # fmt: skip
+    for v in refused:
+        console.print(f"  refused: {file}:{v.record.line} ({escape(v.record.id)}): {escape(str(v.refused))}")
+    if out is not None:
+        for kind, where in write_outputs(out, verdicts, rows, matrix).items():
+            console.print(f"  {kind}: {where}")
+
+
+@contextmanager
+def _lid_checker(address: str | None, words: Path | None):
+    """`polyglot confusion`'s lid: a client of the service at `address`, or lid.176 in this process with
+    `words` as its word list."""
+    from services.lid.client import LidClient
+    from services.lid.core import LanguageIdentifier
+
+    if address is None:
+        yield LanguageIdentifier(word_list=words)
+        return
+    with LidClient(address) as client:
+        yield client
 
 
 @contextmanager

@@ -31,6 +31,9 @@ from flows.study import (
 from services.common.errors import InvalidArgument, NotFound
 from services.common.store import ArtifactStore, open_store
 
+# What this flow calls (never the trainer): a local `polyglot eval` starts and checks only these.
+SERVICES_USED = ("lid", "generator", "judge")
+
 
 def chosen(cfg: StudyConfig, names: list[str] | None) -> list[EvaluatedModel]:
     """The config's `evaluate_models`, or only those named; an unknown name or an empty list is an error."""
@@ -45,7 +48,7 @@ def chosen(cfg: StudyConfig, names: list[str] | None) -> list[EvaluatedModel]:
 
 def adapter_content(uri: str) -> dict[str, str]:
     """Each file's SHA-256 by its path inside the adapter: the hashes the store keeps with its objects (S3's
-    metadata; for a local directory, the file store's hidden sidecars, as when the generator fetches it)."""
+    metadata; for a local directory, computed from the files, as when the generator fetches it)."""
     content = {info.key: info.sha256 for info in open_store(uri).list("")}
     if not content:
         raise NotFound(f"no adapter files at {uri}", field="evaluate_models.adapter")

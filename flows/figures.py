@@ -1,6 +1,7 @@
 """Figures like the paper's: grouped bars per language, one bar per mix, for one task and metric.
 
-Conventions taken from the paper's figures (Kew et al., Figs. 1-4):
+Conventions (the layout follows the paper's figures, Kew et al., Figs. 1-4; the floor ticks, the merged
+figures, the fitted titles and the pipeline-check stamp are Polyglot's additions):
 - languages on the x axis in resource-group order (English, high, low, extremely low), with the groups
   separated and labelled;
 - one bar per mix, hatched where the language is in that mix's tuning data (Multi-i: English plus the
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # figures are files; never open a window (CI and pods have no display)
 
@@ -48,6 +50,8 @@ __all__ = [
     "Agreement",
     "FigureFile",
     "bar_figure",
+    "confusion_figure",
+    "confusion_figure_files",
     "figure_title",
     "in_tuning_data",
     "loss_figure",
@@ -388,6 +392,21 @@ def _save(fig: Figure, path: Path, fmt: str) -> None:
     write_file_atomically(path, [buffer.getvalue()])
 
 
+def figure_file(
+    fig: Figure, key: str, title: str, out_dir: Path, formats: Sequence[str], *, task: str = "", variant: str = "",
+    metric: str = "",
+) -> FigureFile:  # fmt: skip
+    """`fig` saved as `<key>.<fmt>` under out_dir for each format, then closed: the report's record of it."""
+    paths = {}
+    try:
+        for fmt in formats:
+            _save(fig, out_dir / f"{key}.{fmt}", fmt)
+            paths[fmt] = str(out_dir / f"{key}.{fmt}")
+    finally:
+        plt.close(fig)
+    return FigureFile(key, title, "", task, variant, metric, paths)
+
+
 def render_figures(
     cfg: StudyConfig, rows: Iterable[SummaryRow], out_dir: str | Path, formats: Sequence[str] | None = None
 ) -> list[FigureFile]:
@@ -458,3 +477,52 @@ def loss_figure(curve: Sequence[Mapping[str, float]], title: str) -> bytes:
         finally:
             plt.close(fig)
     return buffer.getvalue()
+
+
+# --- language confusion ----------------------------------------------------------------------------------
+
+
+def confusion_figure(
+    rows: Sequence[str], columns: Sequence[str], counts: Sequence[Sequence[int]], title: str, *,
+    pipeline_check: bool = False,
+) -> Figure:  # fmt: skip
+    """A heatmap of failing lines: one row per expected language (or `mix · language`), one column per
+    language the lines were identified as, each cell its count, shaded by its share of the row (so a
+    language with few failing lines still shows where they went)."""
+    data = np.asarray(counts, dtype=float).reshape(len(rows), len(columns))
+    totals = data.sum(axis=1, keepdims=True)
+    shares = np.divide(data, totals, out=np.zeros_like(data), where=totals > 0)
+    width = min(max(3.2 + 0.55 * len(columns), 5.0), 15.0)
+    fig, ax = plt.subplots(figsize=(width, 1.6 + 0.38 * len(rows)), layout="constrained")
+    ax.imshow(shares, cmap="Reds", vmin=0, vmax=1, aspect="auto")
+    for (i, j), value in np.ndenumerate(data):
+        if value:
+            ax.text(j, i, f"{value:g}", ha="center", va="center", fontsize=8,
+                    color="white" if shares[i, j] > 0.6 else "#222222")  # fmt: skip
+    ax.set_xticks(range(len(columns)), columns, fontsize=8.5)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8.5)
+    ax.set_xlabel("identified as (failing lines)")
+    ax.set_ylabel("expected")
+    ax.tick_params(length=0)
+    heading = f"PIPELINE CHECK · {title}" if pipeline_check else title
+    if pipeline_check:
+        fig.text(0.5, 0.5, "PIPELINE CHECK", fontsize=30, color="#d62728", alpha=0.09, rotation=18,
+                 ha="center", va="center", weight="bold")  # fmt: skip
+    suptitle = fig.suptitle(heading, fontsize=10.5, weight="bold", color="#b00020" if pipeline_check else "black")
+    _wrap_to_width(suptitle, width * fig.dpi * 0.96)
+    subtitle = "cells: failing lines · shade: share of the row"
+    ax.set_title(f"{PIPELINE_CHECK_NOTE}\n{subtitle}" if pipeline_check else subtitle, fontsize=8,
+                 color="#b00020" if pipeline_check else "#555555")  # fmt: skip
+    return fig
+
+
+def confusion_figure_files(
+    key: str, title: str, rows: Sequence[str], columns: Sequence[str], counts: Sequence[Sequence[int]],
+    out_dir: str | Path, formats: Sequence[str], *, pipeline_check: bool = False, task: str = "", variant: str = "",
+) -> FigureFile:  # fmt: skip
+    """`confusion_figure` saved as `<key>.<fmt>` under out_dir, byte-stable like every figure here."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with plt.rc_context(_RC):
+        fig = confusion_figure(rows, columns, counts, title, pipeline_check=pipeline_check)
+        return figure_file(fig, key, title, out_dir, formats, task=task, variant=variant)

@@ -15,10 +15,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from flows.results import Outcome
+from services.common import languages
+from services.common.errors import TRANSIENT_CODES, error_for
 from services.judge.records import GradeItem
 from services.judge.records import Outcome as JudgeOutcome
 
 LID_BATCH = 128  # texts per lid call, well under the service's batch limit
+JUDGE_BATCH = 500  # items per Grade call, well under the judge's default max_items_per_call (5000)
 _NO_GRADE = type("NoGrade", (), {"score": 0})()  # without a judge: judged_metrics leaves helpfulness out
 
 
@@ -42,8 +45,17 @@ def top_language(identification: Any) -> str:
     return identification.predictions[0].language if identification.predictions else ""
 
 
-def _batched(call: Callable[[list[Any]], list[Any]], items: Sequence[Any]) -> list[Any]:
-    return [r for start in range(0, len(items), LID_BATCH) for r in call(list(items[start : start + LID_BATCH]))]
+def _gate_target(target: str, prompt_id: Any, gate_language: str) -> str:
+    """The language the judge's gate compares a reply with: the target, or (`prompt`, the paper's code) the
+    prompt's own LID label, falling back to the target when lid names none the registry knows."""
+    if gate_language != "prompt":
+        return target
+    found = languages.resolve(top_language(prompt_id) or "")
+    return found.code if found else target
+
+
+def _batched(call: Callable[[list[Any]], list[Any]], items: Sequence[Any], size: int = LID_BATCH) -> list[Any]:
+    return [r for start in range(0, len(items), size) for r in call(list(items[start : start + size]))]
 
 
 def grade_replies(
@@ -59,6 +71,7 @@ def grade_replies(
     run_id: str,
     lid_slot: contextlib.AbstractContextManager = contextlib.nullcontext(),
     judge_slot: contextlib.AbstractContextManager = contextlib.nullcontext(),
+    gate_language: str = "target",
 ) -> list[Graded]:
     """Each reply's metrics, outcome and sample fields. `judge` None: lid's metrics only. A text lid refuses
     gives the item REFUSED and no metric (nothing about its language can be trusted)."""
@@ -69,11 +82,17 @@ def grade_replies(
     grades: list[Any] = [_NO_GRADE] * len(replies)
     if judge is not None:
         items = [
-            GradeItem(id=i, prompt=p, response=r, target_language=t, response_language=top_language(rid) or "und")
-            for i, p, r, t, rid in zip(grade_ids, prompts, replies, targets, reply_ids, strict=True)
+            GradeItem(id=i, prompt=p, response=r, target_language=_gate_target(t, pid, gate_language),
+                      response_language=top_language(rid) or "und")  # fmt: skip
+            for i, p, r, t, pid, rid in zip(grade_ids, prompts, replies, targets, prompt_ids, reply_ids, strict=True)
         ]
-        with judge_slot:
-            grades = judge.grade(items, run_id=run_id, **judge_options).records
+        with judge_slot:  # in batches: a judge caps the items of one call (its max_items_per_call)
+            grades = _batched(lambda batch: judge.grade(batch, run_id=run_id, **judge_options).records, items,
+                              JUDGE_BATCH)  # fmt: skip
+        for grade in grades:  # an outage answered as an ERROR item (older judges): retried, never stored as done
+            if grade.error is not None and grade.error.code in TRANSIENT_CODES:
+                message = f"judging of item {grade.id}: {grade.error.message}"
+                raise error_for(grade.error.code, message, grade.error.field)
     graded = []
     for prompt, target, p, r, check, grade in zip(prompts, targets, prompt_ids, reply_ids, checks, grades, strict=True):
         sample = {
@@ -93,3 +112,38 @@ def grade_replies(
                 outcome = Outcome(grade.outcome.value.lower())
         graded.append(Graded(judged_metrics(grade, p, r, target, check), outcome, sample))
     return graded
+
+
+# -- line-level language confusion (the Language Confusion Benchmark's check) ------------------------------
+
+
+def check_lines(
+    lid: Any,
+    replies: Sequence[str],
+    targets: Sequence[str],
+    *,
+    lid_slot: contextlib.AbstractContextManager = contextlib.nullcontext(),
+) -> list[Any]:
+    """lid's line-level check of each reply against its target language with the benchmark's rules
+    (`metric="lcb"`: per line label and probability, the reply's line pass and word pass)."""
+    items = list(zip(replies, targets, strict=True))
+    with lid_slot:
+        return _batched(lambda batch: lid.check_language(batch, metric="lcb"), items)
+
+
+def line_sample(check: Any) -> dict[str, Any]:
+    """A reply's line check as its sample field `lid_lines`: the verdicts and each checked line's label and
+    probability (what the report's confusion matrices count), or lid's error."""
+    if check.error:
+        return {"error": check.error}
+    lines = [
+        {
+            "text": line.text,
+            "language": line.language,
+            "raw_label": line.raw_label,
+            "probability": round(float(line.probability), 4),
+            "passed": bool(line.passed),
+        }
+        for line in check.lines
+    ]
+    return {"line_pass": check.line_pass, "word_pass": check.word_pass, "lines": lines}

@@ -10,6 +10,7 @@ the scheme is documented in one place (docs/artifact-keys.md, which says why res
     models/<base>/<name>/<h>                               a model evaluated as it is (its shards' prefix only)
     results/<base>/<mix>/<h>/<task>/<lang>/seed=<s>/<h>.jsonl   one evaluation shard
     results/<base>/<mix>/<h>/<task>/<lang>/seed=<s>/<h>.samples.jsonl   its per-item samples
+    sources/<kind>/<h>/<path>                              a downloaded benchmark file (the X-CSR release's dev files)
     aggregates/<study>/<h>.json                            means, intervals and tests over the shards
     reports/<study>/<h>/                                   figures and reports; aggregate.json marks it done
 
@@ -30,12 +31,17 @@ from flows.evals import TASKS
 DATA_VERSION = 1  # labelled conversations and mixes
 EVAL_VERSION = 1  # evaluation sets
 STEP_VERSION = 1  # tuned models, shards and reports
-REPORT_VERSION = 2  # bump when the same aggregate renders differently (2: fitted titles, floor markers, card tables)
+# Bump when the same aggregate renders differently (2: fitted titles, floor markers, card tables;
+# 3: the model-scale overlay and the language-agreement heatmaps).
+REPORT_VERSION = 3
 HASH_CHARS = 16  # 64 bits of SHA-256 in a key: plenty for a study's artifacts, short enough to read
 REPORT_DONE = "aggregate.json"  # written last into a report's prefix: its presence says the report is whole
 SAMPLES_SUFFIX = ".samples.jsonl"  # a shard's sample log, beside its result file
+LINE_CHECK_VERSION = 1  # the line-level language check in generated replies' samples (flows.grading.check_lines)
 # Options that do not change a task's items: decoding, and which other languages are evaluated beside one.
-_NOT_ITEMS = {"languages", "sampling"}
+# The prompt source (`template`, `alpaca_eval_prompts`: polyglot or the paper's) does, but the task's
+# `inputs` name it already (the shipped template or the paper's commit), so the keys of existing sets stay.
+_NOT_ITEMS = {"languages", "sampling", "template", "alpaca_eval_prompts"}
 
 
 def digest(identity: Any) -> str:
@@ -82,8 +88,14 @@ def mix_identity(
     if spec.kind == "multi":
         identity["k"] = recipe.k
         identity["languages"] = list(spec.non_english(recipe.order))
+    if spec.kind in ("mono", "multi") and recipe.mono_ids:  # only when set: other mixes keep their keys
+        from flows.data.mixes import mono_ids_identity
+
+        identity["mono_ids"] = mono_ids_identity(recipe.mono_ids)
     if spec.machine_translated:
         identity["translator"] = translator_model
+    if spec.kind in ("full", "leave-one-out") and not data.lid_filter_full:
+        identity["lid_filter"] = False  # only when off, so the keys of filtered mixes stay as they were
     return identity
 
 
@@ -95,11 +107,18 @@ def _mentions_path(annotation: Any) -> bool:
     return annotation is Path or any(_mentions_path(arg) for arg in typing.get_args(annotation))
 
 
+def _by_inputs(info: Any) -> bool:
+    """An option marked `json_schema_extra={"by_inputs": True}`: the task's `inputs` hash what it names
+    (xcsqa's `source`, a hub id, a URL or a local path)."""
+    return isinstance(info.json_schema_extra, dict) and bool(info.json_schema_extra.get("by_inputs"))
+
+
 def item_settings(options: Any) -> dict[str, Any]:
     """The options that decide a task's items. Path options are left out: the hashes of the files they
-    point to (the task's `inputs`) stand in for them, so moving the data does not rebuild an eval set."""
+    point to (the task's `inputs`) stand in for them, so moving the data does not rebuild an eval set;
+    so are options marked `by_inputs`, whose content the inputs hash."""
     fields = type(options).model_fields
-    paths = {name for name, info in fields.items() if _mentions_path(info.annotation)}
+    paths = {name for name, info in fields.items() if _mentions_path(info.annotation) or _by_inputs(info)}
     return options.model_dump(mode="json", exclude=paths | _NOT_ITEMS)
 
 
@@ -120,6 +139,12 @@ def eval_set_identity(
 
 def eval_set_key(task_name: str, language: str, identity: dict[str, Any]) -> tuple[str, str]:
     return keyed(f"evalsets/{task_name}/{language}", identity)
+
+
+def source_copy_key(kind: str, identity: dict[str, Any], path: str) -> str:
+    """A benchmark file downloaded once and kept in the store, so no other build or worker downloads it
+    again; `identity` names the remote source (never a local path), `path` the file inside it."""
+    return f"sources/{kind}/{digest(identity)}/{path}"
 
 
 # -- models ---------------------------------------------------------------------------------------------
@@ -146,8 +171,15 @@ def model_identity(cfg: StudyConfig, base_model: str, base_model_ref: str, mix_s
         "version": STEP_VERSION,
         **_base_identity(cfg, base_model, base_model_ref),
         "dataset_sha256": mix_sha256,
-        "training": cfg.training.model_dump(mode="json"),
+        "training": _training_identity(cfg),
     }
+
+
+def _training_identity(cfg: StudyConfig) -> dict[str, Any]:
+    training = cfg.training.model_dump(mode="json")
+    if training.get("append_eos", True):  # only when off (the paper's texts): other models keep their keys
+        training.pop("append_eos", None)
+    return training
 
 
 def evaluated_model_identity(
@@ -196,6 +228,19 @@ def shard_identity(cfg: StudyConfig, task: str, evalset_sha256: str, seed: int) 
     }
     if TASKS.get(task).graded_by == "judge":
         identity["judge"] = cfg.judge.model_dump(mode="json", exclude=_JUDGE_SETTINGS)
+        if identity["judge"].get("gate_language") == "target":  # the gate's comparison, named only when not the
+            identity["judge"].pop("gate_language")  # default, so existing shards keep their keys
+        judged = getattr(cfg.evaluation.tasks[task], "judged_sample", None)
+        if judged is not None:  # the same items, but only a sample of them judged (chat)
+            options = cfg.evaluation.tasks[task]
+            seed = cfg.evaluation.sample_seed
+            identity["judged_sample"] = {"size": judged, "method": options.sample_method, "seed": seed}
+        if "paper" in (cfg.judge.template, cfg.judge.translation_template):  # the paper's messages, at its commit
+            from flows.protocol.sources import load_pins
+
+            identity["judge"]["paper_commit"] = load_pins().commit
+    if TASKS.get(task).method == "generate":  # samples carry lid's line check (`lid_lines`) since version 1
+        identity["line_check"] = LINE_CHECK_VERSION
     return identity
 
 

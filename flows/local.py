@@ -10,11 +10,13 @@ raises `Interrupted` within seconds; a second one exits the process at once.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import subprocess
 import threading
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -70,11 +72,42 @@ def service_env(cfg: StudyConfig, refs: dict[str, str], state_dir: Path) -> dict
         "POLYGLOT_JUDGE_STORE_URI": cfg.artifact_store,
         "POLYGLOT_JUDGE_CONCURRENCY": str(cfg.judge.concurrency),
     }
+    if (lid_model := cfg.lid.model_file()) is not None:  # else the lid service's embedded lid.176
+        env["POLYGLOT_LID_MODEL"] = str(lid_model)
     if cfg.judge.base_url:
         env["POLYGLOT_JUDGE_BASE_URL"] = cfg.judge.base_url
+    from flows.protocol.render import judge_env  # seed, temperature, JSON mode; the paper's template directory
+
+    env.update(judge_env(cfg, state_dir))
+    if "confusion" in cfg.evaluation.tasks and "POLYGLOT_LID_WORD_LIST" not in os.environ:
+        from flows.evals.confusion import word_list
+
+        if words := word_list(cfg.evaluation.tasks["confusion"]):  # WPR needs it; the benchmark ships it
+            env["POLYGLOT_LID_WORD_LIST"] = str(words)
     if os.environ.get(cfg.judge.api_key_env):  # the key travels by value only to the child's environment
         env["POLYGLOT_JUDGE_API_KEY"] = os.environ[cfg.judge.api_key_env]
+    env.update(local_file_roots(cfg, ref, state_dir))
     return env
+
+
+def local_file_roots(cfg: StudyConfig, base_model_ref: str, state_dir: Path) -> dict[str, str]:
+    """File roots for services that read the user's own local files by URI: the generator the adapters of
+    `evaluate_models`, the trainer a `file://` base model. Besides their defaults (their own directory, a local
+    store); none are set when nothing lies outside those."""
+    from services.common.store import parse_uri
+
+    store = parse_uri(cfg.artifact_store)
+    stores = [store.path] if store.scheme == "file" else []
+    adapters = [parse_uri(m.adapter) for m in cfg.evaluate_models if m.adapter]
+    local = {
+        "GENERATOR": ([str((state_dir / "adapters").resolve())], [a.path for a in adapters if a.scheme == "file"]),
+        "TRAINER": (
+            [str((state_dir / "trainer").resolve())],
+            [parse_uri(base_model_ref).path] if base_model_ref.startswith("file:") else [],
+        ),
+    }
+    return {f"POLYGLOT_{service}_FILE_ROOTS": json.dumps([*own, *stores, *extra])
+            for service, (own, extra) in local.items() if extra}  # fmt: skip
 
 
 def up_env(ports: dict[str, int], model: str | None) -> dict[str, str]:
@@ -117,9 +150,11 @@ def run_study(
     hub_offline: str | None = None,
     log=print,
     flow=None,
+    services_used: Sequence[str] | None = None,
 ) -> dict[str, str]:
     """The whole study (or `flow`, called with the study flow's arguments: `polyglot eval`'s); returns the
-    report paths. Services' logs go to `<state_dir>/logs/`.
+    report paths. Services' logs go to `<state_dir>/logs/`. `services_used`: the services `flow` calls (default:
+    all), the only ones started or checked.
 
     Raises PreflightFailed before any work, or Interrupted on SIGINT/SIGTERM/SIGHUP (a second one exits the
     process at once). `hub_offline` is the user's own HF_HUB_OFFLINE, if any.
@@ -128,7 +163,7 @@ def run_study(
 
     cfg = load_config(config_path, overrides, tasks=tasks)
     preflight.set_hub_access(cfg, hub_offline)
-    problems = preflight.check(cfg, services=not start_services, hub_offline=hub_offline)
+    problems = preflight.check(cfg, services=not start_services, hub_offline=hub_offline, only=services_used)
     if problems:
         raise PreflightFailed(problems)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -145,7 +180,7 @@ def run_study(
     run = _Run(cfg, log)
     with run.signals():
         if start_services:
-            run.start_services(refs, state_dir)
+            run.start_services(refs, state_dir, services_used)
         from flows.study import study
 
         out = str(out_dir) if out_dir else None
@@ -202,12 +237,16 @@ class _Run:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def start_services(self, refs: dict[str, str], state_dir: Path) -> None:
+    def start_services(self, refs: dict[str, str], state_dir: Path, names: Sequence[str] | None = None) -> None:
         from services.common.local import LocalServices
 
         logs = state_dir / "logs"
         logs.mkdir(exist_ok=True)
-        ports = {name: int(address.rsplit(":", 1)[1]) for name, address in self.cfg.services.model_dump().items()}
+        ports = {
+            name: int(address.rsplit(":", 1)[1])
+            for name, address in self.cfg.services.model_dump().items()
+            if names is None or name in names
+        }
         env = service_env(self.cfg, refs, state_dir)
         self.services = LocalServices(list(ports), ports=ports, env=env, log_dir=logs)
         self.log(f"starting services (logs in {logs})")

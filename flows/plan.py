@@ -51,6 +51,13 @@ def _per_task(figure: str, method: str | None = None) -> dict[str, int]:
     return {s.name: getattr(s.planner, figure) for s in specs if method in (None, s.method)}
 
 
+def _judged(units: int, items: int, judged_sample: int | None) -> int:
+    """Judge calls of `units` generations when only `judged_sample` of each language's `items` are judged."""
+    if judged_sample is None or items == 0 or judged_sample >= items:
+        return units
+    return units // items * judged_sample
+
+
 def _per_item_set(figure: str) -> dict[str, Any]:
     """`items_available` / `human_translations` keyed `task` or `task:item_set` (chat:alpaca_eval)."""
     out: dict[str, Any] = {}
@@ -145,7 +152,7 @@ class EvaluationUnit:
     languages: list[str]
     items_per_language: int
     seeds: int
-    models: int  # trained mixes of this base model
+    models: int  # trained mixes of this base model (`polyglot eval`: its evaluate_models entries)
     shards: int  # models × languages × seeds
     generations: int
     scored_continuations: int
@@ -172,6 +179,7 @@ class Plan:
     judge: str
     judge_is_paid_api: bool
     concurrency: dict[str, int] = field(default_factory=dict)  # the config's `concurrency`: tasks and calls at once
+    evaluate_only: bool = False  # the grid of `polyglot eval` (evaluate_models, no training), not of `study run`
     training_jobs: list[TrainingJob] = field(default_factory=list)
     evaluations: list[EvaluationUnit] = field(default_factory=list)
     translations: list[TranslationNeed] = field(default_factory=list)
@@ -181,13 +189,19 @@ class Plan:
     def totals(self) -> dict[str, int]:
         return {
             "training_jobs": len(self.training_jobs),
-            "models_evaluated": len(self.training_jobs),
+            "models_evaluated": sum(e.models for e in self.evaluations if (e.task, e.variant) == self._first_unit)
+            if self.evaluations
+            else 0,
             "evaluation_shards": sum(e.shards for e in self.evaluations),
             "generations": sum(e.generations for e in self.evaluations),
             "scored_continuations": sum(e.scored_continuations for e in self.evaluations),
             "judge_calls": sum(e.judge_calls for e in self.evaluations),
             "translation_requests": sum(t.requests for t in self.translations),
         }
+
+    @property
+    def _first_unit(self) -> tuple[str, str]:
+        return self.evaluations[0].task, self.evaluations[0].variant  # each model has every task: count one
 
     @property
     def gpu_hours(self) -> dict[str, float]:
@@ -236,10 +250,11 @@ def estimate_params_b(model: BaseModelConfig, assumptions: Assumptions) -> tuple
     return assumptions.reference_params_b, "guess (set assumptions.params_b)"
 
 
-def plan_study(cfg: StudyConfig, assumptions: Assumptions | None = None) -> Plan:
-    """Count the study's grid and estimate its GPU time and API cost."""
+def plan_study(cfg: StudyConfig, assumptions: Assumptions | None = None, *, evaluate_only: bool = False) -> Plan:
+    """Count the study's grid and estimate its GPU time and API cost; `evaluate_only`: `polyglot eval`'s grid
+    instead (the config's `evaluate_models`, no mixes, no training)."""
     a = assumptions or Assumptions()
-    mixes = list(cfg.data.mixes.build)
+    mixes = [] if evaluate_only else list(cfg.data.mixes.build)
     judge_is_paid_api = cfg.judge.provider == "openai"
     plan = Plan(
         study=cfg.name,
@@ -251,15 +266,20 @@ def plan_study(cfg: StudyConfig, assumptions: Assumptions | None = None) -> Plan
         judge=f"{cfg.judge.provider}/{cfg.judge.model}",
         judge_is_paid_api=judge_is_paid_api,
         concurrency=cfg.concurrency.model_dump(),
+        evaluate_only=evaluate_only,
     )
     tasks = cfg.evaluation.tasks
     for model in cfg.base_models:
+        if evaluate_only:
+            mixes = [m.name for m in cfg.evaluate_models if m.base_model == model.name]
+            if not mixes:
+                continue
         params_b, source = estimate_params_b(model, a)
         scale = params_b / a.reference_params_b
         plan.notes.append(f"{model.name}: {params_b:.3g}B parameters ({source}); GPU time × {scale:.3g} of 7B")
         steps, batch = cfg.training.max_steps, cfg.training.effective_batch_size
         step_seconds = a.train_seconds_per_step * scale * batch / a.train_reference_batch
-        for mix in mixes:
+        for mix in [] if evaluate_only else mixes:
             plan.training_jobs.append(TrainingJob(model.name, mix, steps, steps * batch, params_b,
                                                   steps * step_seconds / 3600))  # fmt: skip
         for name, task in tasks.items():
@@ -289,11 +309,20 @@ def plan_study(cfg: StudyConfig, assumptions: Assumptions | None = None) -> Plan
                         shards=len(mixes) * len(task.languages) * task_seeds,
                         generations=generations,
                         scored_continuations=scored,
-                        judge_calls=units if spec.graded_by == "judge" else 0,
+                        judge_calls=_judged(units, items, getattr(task, "judged_sample", None))
+                        if spec.graded_by == "judge"
+                        else 0,
                         gpu_hours=seconds * scale / 3600,
                     )
                 )
     plan.evaluations.sort(key=lambda e: (TASKS.order_of(e.task), e.base_model, e.variant))
+    if evaluate_only:
+        plan.mixes = [m.name for m in cfg.evaluate_models]
+    elif cfg.evaluate_models:
+        plan.notes.append(
+            f"{len(cfg.evaluate_models)} model(s) in evaluate_models are evaluated by `polyglot eval`, not counted "
+            "here: `polyglot plan --eval` counts them"
+        )
     _translations(cfg, a, plan)
     if cfg.is_pipeline_check:
         plan.notes.append("pipeline check: a tiny random model on CPU; GPU-hours here are not meaningful")
@@ -312,8 +341,11 @@ def _translations(cfg: StudyConfig, a: Assumptions, plan: Plan) -> None:
         spec = TASKS.get(name)
         if not spec.planner.human_translations:  # the task has no machine-translated items
             continue
+        provided = getattr(spec.hook_module, "provided_languages", None)  # a hook may know better than its YAML
         for item_set, items in spec.items_per_set(task, a.items_available).items():
-            have = set(a.human_translations.get(spec.item_set_key(item_set), []))
+            have = provided(task, item_set) if provided else None
+            if have is None:
+                have = set(a.human_translations.get(spec.item_set_key(item_set), []))
             for language in task.languages:
                 if language not in have:
                     plan.translations.append(TranslationNeed(f"{name} prompts ({item_set})", language, items,
@@ -346,10 +378,13 @@ def _concurrency(concurrency: dict[str, int]) -> str:
 
 def render_plan(plan: Plan) -> Group:
     """A rich renderable: the grid, the totals, the estimates and the assumptions behind them."""
-    title = f"Study plan: {plan.study}" + ("  [bold red](pipeline check)[/]" if plan.pipeline_check else "")
+    title = f"{'Evaluation' if plan.evaluate_only else 'Study'} plan: {plan.study}" + (
+        "  [bold red](pipeline check)[/]" if plan.pipeline_check else ""
+    )
+    models = "models (evaluate_models)" if plan.evaluate_only else "mixes"
     header = Panel(
         Text.from_markup(
-            f"base models: {', '.join(plan.base_models)}\nmixes: {', '.join(plan.mixes)}\n"
+            f"base models: {', '.join(plan.base_models)}\n{models}: {', '.join(plan.mixes)}\n"
             f"seeds: {', '.join(map(str, plan.seeds))}    judge: {plan.judge}\n{_concurrency(plan.concurrency)}"
         ),
         title=title,
@@ -362,8 +397,9 @@ def render_plan(plan: Plan) -> Group:
     for job in plan.training_jobs:
         training.add_row(job.base_model, job.mix, _n(job.steps), _n(job.sequences), _hours(job.gpu_hours))
 
-    evaluation = Table(title="Evaluation (per base model: all its mixes)", title_justify="left")
-    columns = ("base model", "task", "langs", "items/lang", "seeds", "mixes", "shards", "generations", "scored",
+    unit = models.split()[0]
+    evaluation = Table(title=f"Evaluation (per base model: all its {unit})", title_justify="left")
+    columns = ("base model", "task", "langs", "items/lang", "seeds", unit, "shards", "generations", "scored",
                "judge calls", "GPU-h")  # fmt: skip
     for column in columns:
         evaluation.add_column(column, justify="left" if column in ("base model", "task") else "right")

@@ -9,6 +9,7 @@ names a model or dataset by hub id that is not in the local cache.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
@@ -16,19 +17,33 @@ from flows.config import StudyConfig
 from services.common.catalog import SERVICES
 from services.common.client import wait_for_health
 from services.common.config.types import looks_like_path
-from services.common.errors import Unavailable
+from services.common.errors import FailedPrecondition, Unavailable
 
 DEADLINE = 4.0  # seconds for each check; they run in parallel
 
 
-def check(cfg: StudyConfig, *, services: bool, hub_offline: str | None, timeout: float = DEADLINE) -> list[str]:
+def check(
+    cfg: StudyConfig,
+    *,
+    services: bool,
+    hub_offline: str | None,
+    timeout: float = DEADLINE,
+    only: Sequence[str] | None = None,
+) -> list[str]:
     """Problems that stop the study before it starts (empty when it can run). `services`: check the config's
-    running services (else the caller starts its own); `hub_offline`: the user's own HF_HUB_OFFLINE."""
+    running services (else the caller starts its own), or `only` those the flow uses; `hub_offline`: the user's
+    own HF_HUB_OFFLINE.
+
+    Files the protocol needs on this machine (the paper's sources, the LID model) are checked first: when any
+    is missing that is the one problem reported, since nothing else is worth checking until it is fetched."""
+    missing = protocol_files(cfg)
+    if missing:
+        return [missing]
     pool = ThreadPoolExecutor(max_workers=len(SERVICES) + 2)
     try:
         futures = {
             f"{name} at {getattr(cfg.services, name)}": pool.submit(_service, cfg, name, timeout)
-            for name in (SERVICES if services else ())
+            for name in ((only or SERVICES) if services else ())
         }
         futures[f"artifact store {cfg.artifact_store}"] = pool.submit(_store, cfg)
         futures["hub"] = pool.submit(_hub, cfg, _truthy(hub_offline))
@@ -41,6 +56,24 @@ def check(cfg: StudyConfig, *, services: bool, hub_offline: str | None, timeout:
     finally:
         pool.shutdown(wait=False, cancel_futures=True)  # a stuck check is not waited for
     return problems
+
+
+def protocol_files(cfg: StudyConfig) -> str | None:
+    """One message naming every local file the config's protocol needs and lacks, and the commands that fetch
+    them; None when all are there. The paper's sources: `flows.protocol.sources.require_paper_sources`; the
+    LID model: `cfg.lid`."""
+    from flows.protocol.sources import require_paper_sources
+
+    lines = []
+    try:
+        require_paper_sources(cfg)
+    except FailedPrecondition as exc:  # missing, unpinned or changed files: each names the fetch command
+        lines.append(exc.message)
+    if (lid := cfg.lid.missing_model()) is not None:
+        lines.append(lid)
+    if not lines:
+        return None
+    return f"protocol {cfg.protocol.profile!r} needs files this machine lacks: " + "; ".join(lines)
 
 
 def _truthy(value: str | None) -> bool:

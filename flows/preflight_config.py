@@ -59,7 +59,29 @@ def service_mismatches(cfg: StudyConfig, clients: Any, refs: dict[str, str] | No
                 f"generator with --backend {model.backend}"
             )
     problems += _judge_model_served(cfg, listed.models, address)
+    problems += _lid_model_served(cfg, clients)
     return problems
+
+
+def _lid_model_served(cfg: StudyConfig, clients: Any) -> list[str]:
+    """`lid.model: openlid` (the paper's) needs a lid service that serves OpenLID; a model pinned by `lid.sha256`
+    is compared by its SHA-256. The default (lid.176, unpinned) is not checked: a cluster's lid owns its model."""
+    expected = "openlid" if cfg.lid.model == "openlid" else None
+    if expected is None and cfg.lid.sha256 is None:
+        return []
+    address = cfg.services.lid
+    try:
+        info = clients.lid.model_info(timeout=LIST_TIMEOUT_S)
+    except PolyglotError as exc:
+        return [f"lid at {address}: cannot read its model ({exc}); start it, or fix services.lid"]
+    if expected is not None and info.label_scheme != expected:
+        return [
+            f"lid.model is {cfg.lid.model} but the lid service at {address} serves a {info.label_scheme} model "
+            f"({info.path}); start it with POLYGLOT_LID_MODEL naming the model, or set lid.model"
+        ]
+    if cfg.lid.sha256 is not None and info.sha256 and info.sha256 != cfg.lid.sha256:
+        return [f"lid.sha256 is {cfg.lid.sha256} but the lid service at {address} serves {info.sha256}"]
+    return []
 
 
 def _judge_model_served(cfg: StudyConfig, served: list[Any], address: str) -> list[str]:

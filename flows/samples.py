@@ -45,7 +45,8 @@ def read_samples(store: ArtifactStore, shard_keys: Iterable[str] | None = None) 
     else:
         sample_keys = [k for k in map(keys.shard_samples, shard_keys) if store.exists(k)]
     for key in sample_keys:
-        for line in store.get_bytes(key).decode("utf-8").splitlines():
+        # "\n" only: a reply may hold U+2028 or U+0085, which json writes raw and splitlines() splits on.
+        for line in store.get_bytes(key).decode("utf-8").split("\n"):
             if line.strip():
                 yield json.loads(line)
 

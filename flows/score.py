@@ -8,7 +8,8 @@ names when the records do not say them. Every record is validated before anythin
 refuses the whole file, naming each bad line and field, so what is scored is exactly what was read.
 
 Chat: lid's agreement metrics (lang_match, tgt_lang) and line pass rate, through the lid service or
-in-process; helpfulness only with a judge. XQuAD: exact match and F1 by the XQuAD hook.
+in-process; helpfulness only with a judge. XQuAD: exact match and F1 by the XQuAD hook; X-CSQA: accuracy of the
+letter the X-CSQA hook extracts.
 """
 
 from __future__ import annotations
@@ -22,18 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from flows.evals import TASKS, EvalItem
+from flows.evals.scoring import LETTERS
 from flows.grading import grade_replies
 from flows.results import ItemResult, Outcome, results_to_jsonl
 from flows.samples import dumps_samples
 from services.common import languages
 from services.common.errors import InvalidArgument
 
-TASK_NAMES = ("chat", "xquad")  # tasks whose outputs are scored from text alone (X-CSQA, XNLI: not yet)
+TASK_NAMES = ("chat", "xquad", "xcsqa")  # tasks whose outputs are scored from text alone (XNLI is log-likelihood)
 # Our field ← the names it may have in a record, ours first (the paper's, AlpacaEval's after it).
 ALIASES: dict[str, tuple[str, ...]] = {
     "reply": ("reply", "system", "output"),
     "instruction": ("instruction", "source"),
-    "answers": ("answers", "answer", "reference"),
+    "answers": ("answers", "answer", "reference", "answerKey"),
+    "choices": ("choices", "options"),
     "model": ("model", "generator"),
     "item_id": ("item_id", "id"),
 }
@@ -61,6 +64,7 @@ class Output:
     instruction: str = ""
     question: str = ""
     answers: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()  # X-CSQA: the option texts, in letter order
     record: Mapping[str, Any] = field(default_factory=dict, compare=False)  # as read, for the samples
 
 
@@ -136,6 +140,29 @@ def _answers(value: Any) -> tuple[str, ...]:
     return tuple(answers)
 
 
+def _multiple_choice(answer: Any, choices: Any) -> dict[str, Any]:
+    """X-CSQA: the gold letter and the option texts (a list, or a CSV cell holding a JSON list)."""
+    if isinstance(choices, str):
+        try:
+            choices = json.loads(choices)
+        except json.JSONDecodeError:
+            raise InvalidArgument("must be a JSON list of the option texts", field="choices") from None
+    if not isinstance(choices, list) or not 2 <= len(choices) <= len(LETTERS):
+        raise InvalidArgument(f"must be a list of 2 to {len(LETTERS)} option texts, in letter order", field="choices")
+    if all(isinstance(c, dict) for c in choices):  # X-CSQA's own [{"label": "A", "text": ...}, ...]
+        try:
+            choices = [c["text"] for c in sorted(choices, key=lambda c: c["label"])]
+        except (KeyError, TypeError):
+            raise InvalidArgument('each option needs a "label" and a "text"', field="choices") from None
+    if not all(isinstance(c, str) and c for c in choices):
+        raise InvalidArgument("every option must be a non-empty string", field="choices")
+    letters = LETTERS[: len(choices)]
+    answers = _answers(answer)
+    if len(answers) != 1 or answers[0] not in letters:
+        raise InvalidArgument(f"must be the gold letter, one of {', '.join(letters)}", field="answers")
+    return {"answers": answers, "choices": tuple(choices)}
+
+
 def to_output(line: int, record: Any, defaults: Mapping[str, Any]) -> Output:
     """One record as an Output, or InvalidArgument naming the field."""
     if isinstance(record, Exception):
@@ -178,6 +205,11 @@ def to_output(line: int, record: Any, defaults: Mapping[str, Any]) -> Output:
         if not (instruction or common["prompt"]):
             raise InvalidArgument("chat needs the prompt or the instruction, for its language", field="prompt")
         return Output(**common, variant="", instruction=instruction)
+    if task == "xcsqa":
+        choices = get("choices")
+        if choices is None and isinstance(record.get("question"), dict):  # the published X-CSQA record itself
+            choices = record["question"].get("choices")
+        return Output(**common, variant="", **_multiple_choice(get("answers"), choices))
     variant = _text(get("variant"), "variant")
     if variant not in TASKS.get(task).variant_names():
         raise InvalidArgument(f"must be one of {TASKS.get(task).variant_names()}, got {variant!r}", field="variant")
@@ -233,14 +265,15 @@ def _result(output: Output, study: str, metrics: Mapping[str, float], outcome: O
     )
 
 
-def score_xquad(outputs: Sequence[Output], study: str) -> list[Scored]:
-    task = TASKS.get("xquad")
+def score_against_gold(outputs: Sequence[Output], study: str) -> list[Scored]:
+    """XQuAD and X-CSQA: each reply scored against its gold answer by the task's own hook."""
     scored = []
     for o in outputs:
         item = EvalItem(id=o.item_id, task=o.task, language=o.language, mode=o.variant, prompt=o.prompt,
-                        question=o.question, answers=list(o.answers))  # fmt: skip
-        metrics = task.score(item, o.reply)
-        scored.append(Scored(_result(o, study, metrics, Outcome.OK), {"reply": o.reply, "answers": list(o.answers)}))
+                        question=o.question, answers=list(o.answers), choices=list(o.choices))  # fmt: skip
+        metrics = TASKS.get(o.task).score(item, o.reply)
+        sample = {"reply": o.reply, "answers": list(o.answers)} | ({"choices": list(o.choices)} if o.choices else {})
+        scored.append(Scored(_result(o, study, metrics, Outcome.OK), sample))
     return scored
 
 
@@ -270,7 +303,7 @@ def score_outputs(
 ) -> list[Scored]:
     """Every output scored, in file order; chat needs `lid` (a LidClient or the in-process identifier)."""
     chat = [o for o in outputs if o.task == "chat"]
-    scored = score_xquad([o for o in outputs if o.task == "xquad"], study)
+    scored = score_against_gold([o for o in outputs if o.task != "chat"], study)
     if chat:
         scored += score_chat(chat, study, lid, judge, judge_options)
     by_key = {s.result.key: s for s in scored}  # read_outputs refused duplicate keys

@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from flows import keys
+from flows import keys, progress
 from flows.clients import Clients
 from flows.config import StudyConfig
 from flows.config.schema import ConcurrencyConfig
 from flows.data.build import Built, read_eval_set
 from flows.evals import TASKS, EvalItem
-from flows.grading import Graded, grade_replies, plain
+from flows.grading import Graded, check_lines, grade_replies, line_sample, plain
 from flows.results import ItemResult, Outcome, results_from_jsonl, results_to_jsonl
 from flows.samples import dumps_samples
 from services.common.catalog import SERVICES
-from services.common.errors import TRANSIENT_CODES, FailedPrecondition, ItemError, error_for
+from services.common.errors import TRANSIENT, TRANSIENT_CODES, FailedPrecondition, ItemError, Unavailable, error_for
 from services.common.store import ArtifactStore
 from services.generator.client import GeneratorClient
 from services.generator.records import Completion
@@ -82,6 +83,11 @@ def trained_model(
     return TunedModel(**store.get_json(marker)) if store.exists(marker) else None
 
 
+def store_outage(error: str) -> bool:
+    """Whether a failed job's error is a transient one (the worker reports `<ErrorClass>: <message>`)."""
+    return any(f"{cls.__name__}: " in error for cls in TRANSIENT)
+
+
 def train_model(
     cfg: StudyConfig, store: ArtifactStore, trainer: TrainerClient, base_model: str, base_model_ref: str, mix: Built
 ) -> TunedModel:
@@ -105,9 +111,17 @@ def train_model(
             idempotency_key=keys.training_job_key(key, store.uri(key)),
             labels={"study": cfg.name, "base_model": base_model, "mix": mix_name},
         )
-        job = trainer.wait(job.id)
+        progress.emit(progress.TrainingStarted(f"{base_model}/{mix_name}", job.id, cfg.training.max_steps))
+        job = trainer.wait(job.id, on_progress=progress.training_reporter(f"{base_model}/{mix_name}"))
+    progress.emit(progress.TrainingDone(f"{base_model}/{mix_name}", job.state.value, job.progress.step,
+                                        job.progress.loss, job.error))  # fmt: skip
     if job.state is not JobState.SUCCEEDED:
-        raise FailedPrecondition(f"training {base_model} on {mix_name} ended {job.state.value}: {job.error}")
+        message = f"training {base_model} on {mix_name} ended {job.state.value}: {job.error}"
+        # A worker that outlasted its store retries failed for want of a dependency, not for its input: the
+        # task's retry resubmits under the same key and the trainer resumes from the last checkpoint.
+        if job.state is JobState.FAILED and store_outage(job.error):
+            raise Unavailable(message)
+        raise FailedPrecondition(message)
     model = TunedModel(
         base_model=base_model,
         mix=mix_name,
@@ -134,7 +148,7 @@ def evaluate_shard(cfg: StudyConfig, store: ArtifactStore, clients: Clients, sha
     Every item gets a record, also one that could not be graded (its outcome says why). Done shards are
     not rerun: the result file is written last, so its existence says the samples are there too.
     """
-    key = shard_result_key(cfg, shard)
+    key, started = shard_result_key(cfg, shard), time.monotonic()
     if store.exists(key):
         return key
     items = read_eval_set(store, shard.evalset)
@@ -143,12 +157,16 @@ def evaluate_shard(cfg: StudyConfig, store: ArtifactStore, clients: Clients, sha
         graded = _score_choices(cfg, clients.generator, task, items, shard)
     elif task.graded_by == "judge":
         graded = _judged(cfg, clients, items, shard)
+    elif task.graded_by == "lid":
+        graded = _lid_graded(cfg, clients, task, items, shard)
     else:
         completions = _generate(cfg, clients.generator, items, shard)
         graded = [
             Graded(task.score(item, c.text) if not c.error else {}, _generated(c, item), _generation(item, c))
             for item, c in zip(items, completions, strict=True)
         ]
+    if task.method == "generate" and task.graded_by != "lid":
+        graded = _with_line_checks(cfg, clients.lid, graded, shard)
     records = [
         ItemResult(
             study=cfg.name,
@@ -169,6 +187,8 @@ def evaluate_shard(cfg: StudyConfig, store: ArtifactStore, clients: Clients, sha
         dumps_samples(r.to_json() | g.sample for r, g in zip(records, graded, strict=True)),
     )
     store.put_bytes(key, results_to_jsonl(records))
+    errors = sum(r.outcome is Outcome.ERROR for r in records)
+    progress.emit(progress.ShardDone(shard.key, len(records), errors, time.monotonic() - started))
     return key
 
 
@@ -231,8 +251,10 @@ def _score_choices(
     cfg: StudyConfig, generator: GeneratorClient, task: Any, items: Sequence[EvalItem], shard: Shard
 ) -> list[Graded]:
     pairs = [(item.prompt, choice) for item in items for choice in item.choices]
+    options = getattr(task.hook_module, "score_options", None)  # e.g. XNLI lm-eval-0.3: start_token="eos"
+    extra = options(cfg.evaluation.tasks[shard.task]) if options else {}
     with service_slots(cfg.concurrency)["generator"]:
-        results = iter(generator.score(pairs, adapter=shard.model.adapter_uri, request_id=shard.key))
+        results = iter(generator.score(pairs, adapter=shard.model.adapter_uri, request_id=shard.key, **extra))
     graded = []
     for item in items:
         scored = [next(results) for _ in item.choices]
@@ -263,19 +285,64 @@ def _judged(cfg: StudyConfig, clients: Clients, items: Sequence[EvalItem], shard
     if not done:
         return graded
     slots = service_slots(cfg.concurrency)
-    judged = grade_replies(
-        clients.lid,
-        clients.judge,
-        prompts=[items[n].instruction or items[n].prompt for n in done],
-        replies=[completions[n].text for n in done],
-        targets=[shard.language] * len(done),
-        grade_ids=[f"{shard.model.key}:{items[n].id}:{shard.seed}" for n in done],
-        judged_metrics=TASKS.get(shard.task).hook_module.judged_metrics,  # the task's own metrics of a grade
-        judge_options=cfg.judge.model_dump(include={"provider", "model", "template"}),
-        run_id=cfg.name,
-        lid_slot=slots["lid"],
-        judge_slot=slots["judge"],
-    )
-    for n, grade in zip(done, judged, strict=True):
-        graded[n] = Graded(grade.metrics, grade.outcome, graded[n].sample | grade.sample)
+    hook = TASKS.get(shard.task).hook_module
+    # A task may judge only a sample of its replies (chat's `judged_sample`); the others get lid's metrics only.
+    sampled = getattr(hook, "judged_ids", None)
+    chosen = sampled(cfg.evaluation.tasks[shard.task], shard.language, cfg.evaluation.sample_seed) if sampled else None
+    groups = ((clients.judge, [n for n in done if chosen is None or items[n].id in chosen]),
+              (None, [n for n in done if chosen is not None and items[n].id not in chosen]))  # fmt: skip
+    for judge, group in groups:
+        if not group:
+            continue
+        judged = grade_replies(
+            clients.lid,
+            judge,
+            prompts=[items[n].instruction or items[n].prompt for n in group],
+            replies=[completions[n].text for n in group],
+            targets=[shard.language] * len(group),
+            grade_ids=[f"{shard.model.key}:{items[n].id}:{shard.seed}" for n in group],
+            judged_metrics=hook.judged_metrics,  # the task's own metrics of a grade
+            judge_options=cfg.judge.model_dump(include={"provider", "model", "template"}),
+            run_id=cfg.name,
+            lid_slot=slots["lid"],
+            judge_slot=slots["judge"],
+            gate_language=cfg.judge.gate_language,
+        )
+        for n, grade in zip(group, judged, strict=True):
+            graded[n] = Graded(grade.metrics, grade.outcome, graded[n].sample | grade.sample)
     return graded
+
+
+def _lid_graded(cfg: StudyConfig, clients: Clients, task: Any, items: Sequence[EvalItem], shard: Shard) -> list[Graded]:
+    """Generate, then lid's line check of each reply in the Language Confusion Benchmark's manner; the task's
+    hook turns a check into its metrics (LPR, WPR). A reply lid refuses (an empty one) is REFUSED, one without
+    a line the benchmark checks (none of 5+ tokens: it skips those) UNPARSABLE; neither has a metric."""
+    completions = _generate(cfg, clients.generator, items, shard)
+    graded = [Graded({}, _generated(c, i), _generation(i, c)) for i, c in zip(items, completions, strict=True)]
+    done = [n for n, g in enumerate(graded) if g.outcome is Outcome.OK]
+    replies, targets = [completions[n].text for n in done], [shard.language] * len(done)
+    checks = check_lines(clients.lid, replies, targets, lid_slot=service_slots(cfg.concurrency)["lid"])
+    for n, check in zip(done, checks, strict=True):
+        sample = graded[n].sample | {"instruction": items[n].instruction, "lid_lines": line_sample(check)}
+        if check.error:
+            graded[n] = Graded({}, Outcome.REFUSED, sample | {"lid_error": check.error})
+        else:
+            metrics = task.hook_module.lid_metrics(check)
+            graded[n] = Graded(metrics, Outcome.OK if metrics else Outcome.UNPARSABLE, sample)
+    return graded
+
+
+def _with_line_checks(cfg: StudyConfig, lid: Any, graded: list[Graded], shard: Shard) -> list[Graded]:
+    """Every generated reply's line-level language check (the confusion task's, per line: label and
+    probability) added to its sample as `lid_lines`, for the report's line-confusion summary. The task's own
+    metrics and outcomes stay as they are."""
+    done = [n for n, g in enumerate(graded) if g.sample.get("reply") is not None and g.sample.get("error") is None]
+    if not done:
+        return graded
+    replies = [graded[n].sample["reply"] for n in done]
+    lid_slot = service_slots(cfg.concurrency)["lid"]
+    checks = check_lines(lid, replies, [shard.language] * len(done), lid_slot=lid_slot)
+    out = list(graded)
+    for n, check in zip(done, checks, strict=True):
+        out[n] = Graded(graded[n].metrics, graded[n].outcome, graded[n].sample | {"lid_lines": line_sample(check)})
+    return out

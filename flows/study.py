@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -23,7 +24,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import cancel, keys, steps
+from flows import cancel, keys, progress, steps
 from flows.clients import Clients
 from flows.config import StudyConfig, load_config
 from flows.data.build import Built, build_eval_sets, build_mixes
@@ -31,7 +32,7 @@ from flows.data.labelling import service_labeller
 from flows.data.translation import judge_translator
 from flows.evals import TASKS
 from services.common.errors import TRANSIENT
-from services.common.store import ArtifactStore, open_store
+from services.common.store import ArtifactStore, open_store, retrying
 
 
 def _transient_only(task_, task_run, state) -> bool:
@@ -49,13 +50,13 @@ RETRY = dict(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_tra
 @task(name="build-mixes", tags=["lid", "judge"], **RETRY)
 def prepare_mixes(cfg: StudyConfig, store: ArtifactStore, clients: Clients) -> list[Built]:
     translator = judge_translator(clients.judge, cfg.judge.provider, cfg.judge.model, run_id=cfg.name)
-    return build_mixes(cfg.data, store, service_labeller(clients.lid), translator)
+    return build_mixes(cfg.data, store, service_labeller(clients.lid), translator, progress.DataReporter())
 
 
 @task(name="build-eval-sets", tags=["judge"], **RETRY)
 def prepare_eval_sets(cfg: StudyConfig, store: ArtifactStore, clients: Clients) -> list[Built]:
     translator = judge_translator(clients.judge, cfg.judge.provider, cfg.judge.model, run_id=cfg.name)
-    return build_eval_sets(cfg.evaluation, store, translator)
+    return build_eval_sets(cfg.evaluation, store, translator, progress.DataReporter())
 
 
 @task(name="train", task_run_name="train-{base_model}-{mix.manifest.name}", tags=["trainer"], **RETRY)
@@ -69,7 +70,12 @@ def train(
 @task(name="evaluate", task_run_name="eval-{shard.model.mix}-{shard.task}-{shard.language}-s{shard.seed}", **RETRY)
 def evaluate(cfg: StudyConfig, store: ArtifactStore, clients: Clients, shard: steps.Shard) -> str:
     cancel.raise_if_requested()
-    return steps.evaluate_shard(cfg, store, clients, shard)
+    try:
+        # Its generator calls go to the replica its adapter routes to (a bare base model's shards spread by key).
+        return steps.evaluate_shard(cfg, store, clients.routed_by(shard.model.adapter_uri or shard.key), shard)
+    except Exception as exc:  # said as it happens; a retry that passes clears it
+        progress.emit(progress.ShardFailed(shard.key, str(exc)))
+        raise
 
 
 # -- flows --------------------------------------------------------------------------------------------------
@@ -89,6 +95,8 @@ def train_all(
     the store are read, not scheduled: a finished study reruns without a task per model."""
     pairs = [(name, ref, mix) for name, ref in base_models.items() for mix in mixes]
     done = [steps.trained_model(cfg, store, name, ref, mix) for name, ref, mix in pairs]
+    for model in filter(None, done):
+        progress.emit(progress.TrainingDone(f"{model.base_model}/{model.mix}", "stored"))
     futures = {i: train.submit(cfg, store, clients, *pair) for i, pair in enumerate(pairs) if done[i] is None}
     return [done[i] if done[i] is not None else futures[i].result() for i in range(len(pairs))]
 
@@ -112,15 +120,28 @@ def evaluate_all(
     """Every model × task × language × seed; each shard's records are stored as soon as it finishes.
     Shards already in the store are not scheduled, so a resumed study runs only the missing ones."""
     keys: dict[int, str] = {}
+    shards = plan_shards(cfg, models, evalsets)
+    stored = {i for i, shard in enumerate(shards) if store.exists(steps.shard_result_key(cfg, shard))}
+    progress.emit(progress.plan_shards(shards, {shards[i].key for i in stored}))
     futures = {}
-    for i, shard in enumerate(plan_shards(cfg, models, evalsets)):
-        key = steps.shard_result_key(cfg, shard)
-        if store.exists(key):
-            keys[i] = key
+    for i, shard in in_turns(shards):
+        if i in stored:
+            keys[i] = steps.shard_result_key(cfg, shard)
         else:
             futures[i] = evaluate.submit(cfg, store, clients, shard)
     keys.update({i: f.result() for i, f in futures.items()})
+    for line in clients.generator_routing():  # adapter loads per generator replica
+        get_run_logger().info(line)
     return [keys[i] for i in sorted(keys)]
+
+
+def in_turns(shards: list[steps.Shard]) -> list[tuple[int, steps.Shard]]:
+    """(index, shard), taking each model's shards in turn: shards of different adapters then run side by side,
+    so generator replicas each keep to their own adapters rather than all taking one adapter's shards."""
+    by_model: dict[str, list[tuple[int, steps.Shard]]] = {}
+    for pair in enumerate(shards):
+        by_model.setdefault(pair[1].model.key, []).append(pair)
+    return [pair for turn in zip_longest(*by_model.values()) for pair in turn if pair is not None]
 
 
 @flow(name="aggregate")
@@ -212,7 +233,7 @@ def _card(store: ArtifactStore, model: steps.TunedModel) -> dict[str, Any]:
     if not model.card_uri:
         return {}
     card_store, key = open_object(model.card_uri)
-    return card_store.get_json(key)
+    return retrying(card_store).get_json(key)
 
 
 def model_refs(cfg: StudyConfig, base_models: dict[str, str] | None, command: str) -> dict[str, str]:
@@ -261,7 +282,9 @@ def study(
     the only evaluation tasks run."""
     cfg = load_config(Path(config_path), overrides, tasks=tasks)
     logger = get_run_logger()
-    store = open_store(cfg.artifact_store)
+    # Every store call of the study waits out an outage (POLYGLOT_STORE_RETRY_SECONDS): the flow bodies
+    # (listing, aggregate, report) have no task retry, and a shard retried for a store blip would pay again.
+    store = retrying(open_store(cfg.artifact_store))
     refs = model_refs(cfg, base_models, "polyglot study run")
     with connected(cfg) as clients:
         data = sized(prepare, cfg)(cfg, store, clients)

@@ -80,6 +80,12 @@ class MixRecipe(Section):
         description="Order in which Multi-i adds languages: Multi-2 adds the first, Multi-3 the second, ...",
     )
     seed: int = Field(DATA_SEED, ge=0, description="Sampling seed for every mix.")
+    mono_ids: str | None = Field(
+        None,
+        description="The rows of Mono (the first of the English order, in this order): null = a seeded sample; "
+        "`paper` = the paper's data/guanaco/ml1_ids (from protocol.sources); or a file of `\"id\":N` lines. "
+        "An id is a source row's `id`, or its row number when the source has none.",
+    )
     build: list[MixName] = Field(
         ["mono", "multi-2", "multi-3", "multi-4", "multi-5", "multi-6", "full"],
         min_length=1,
@@ -119,5 +125,10 @@ class DataConfig(Section):
     )
     lid_threshold: float = Field(
         0.8, ge=0.0, le=1.0, description="Keep a conversation only if LID confidence is at least this (paper: 0.8)."
+    )
+    lid_filter_full: bool = Field(
+        True,
+        description="Apply the LID filter (`lid_threshold`) to the `full` and leave-one-out mixes as well; the paper "
+        "trains its Guanaco model on every row, unfiltered (false).",
     )
     mixes: MixRecipe = Field(default_factory=MixRecipe, description="Which tuning mixes to build, and how.")

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import yaml
 from pydantic import ValidationError
 
+from flows.config.profile import apply_profile
 from flows.config.schema import StudyConfig
 from services.common.errors import InvalidArgument
 
@@ -105,6 +106,7 @@ def parse_config(
     data, lines = _parse_yaml(text, source)
     overridden = _apply_overrides(data, overrides or {}, source)
     selected = _select_tasks(data, tasks) if tasks is not None else set()
+    apply_profile(data)  # the profile fills what the file and the overrides leave out
     context = {"base_dir": base_dir or Path.cwd(), "check_paths": check_paths}
     try:
         return StudyConfig.model_validate(data, context=context)
@@ -141,6 +143,11 @@ def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[PathKey, i
         kind = type(data).__name__
         raise ConfigError([ConfigIssue("", 1, f"a study config is a YAML mapping, got a {kind}")], source)
     return data, lines
+
+
+def parse_yaml(text: str, source: str = "<string>") -> tuple[dict[str, Any], dict[PathKey, int]]:
+    """The parsed document and the line of every key and item by path (ConfigError when it does not parse)."""
+    return _parse_yaml(text, source)
 
 
 def _record_lines(

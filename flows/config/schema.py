@@ -1,7 +1,9 @@
 """The study config: one pydantic model whose fields document themselves (in the manner of TRL's configs).
 
-Every default is the paper's setting, so a study file only states what differs. `polyglot config
-schema` (see `docs.py`) prints every field with its type, default and description.
+Defaults are Polyglot's own choices (the `polyglot` protocol profile); `protocol.profile: paper` sets the
+paper's value of every element it differs on (`polyglot fidelity CONFIG` lists them), so a study file only
+states what differs. `polyglot config schema` (see `docs.py`) prints every field with its type, default
+and description.
 
 Some fields are settings of a service, not of the study: a base model's `backend`, `dtype` and
 `tensor_parallel_size`, and the judge's `base_url`, `api_key_env` and `concurrency`. `polyglot study run`
@@ -19,6 +21,8 @@ from pydantic import Field, ValidationInfo, create_model, field_validator, model
 from flows.config.data import DataConfig
 from flows.config.evaluated import EvaluatedModel
 from flows.config.evaluation import EvaluationConfig
+from flows.config.lid import LidConfig
+from flows.config.profile import ProtocolConfig
 from services.common.catalog import SERVICES
 from services.common.config.types import (
     Address,
@@ -128,7 +132,8 @@ class JudgeConfig(Section):
     )
     model: str = Field(
         "gpt-3.5-turbo",
-        description="Judge model (the paper's: gpt-3.5-turbo); for the `generator` provider, a model it serves.",
+        description="Judge model (Polyglot's default is the unpinned alias; the paper's: the gpt-3.5-turbo-1106 "
+        "snapshot); for the `generator` provider, a model it serves.",
     )
     base_url: str | None = Field(
         None,
@@ -139,7 +144,31 @@ class JudgeConfig(Section):
         description="Environment variable holding the API key (never the key); `study run` hands its value "
         "to the judge it starts.",
     )
-    template: str = Field("helpfulness", description="Grading template name, or an artifact URI of a template.")
+    template: str = Field(
+        "helpfulness",
+        description="Grading template name, or an artifact URI of a template. `paper`: the paper's system and "
+        "user messages (llm_judge.py), read from protocol.sources (`polyglot protocol fetch`).",
+    )
+    translation_template: Literal["polyglot", "paper"] = Field(
+        "polyglot",
+        description="The judge's Translate prompt: polyglot (templates/translate.txt) or paper (the messages of "
+        "the paper's translate_with_gpt.py, read from protocol.sources).",
+    )
+    seed: int = Field(0, description="Sampling seed sent with every judge request (the paper's: 42).")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Judge sampling temperature (the paper's: 0).")
+    json_mode: bool = Field(
+        True, description="Ask for a JSON object (response_format) where the provider supports it (the paper: yes)."
+    )
+    repair: bool = Field(
+        True,
+        description="One repair request for an unparsable verdict; false = counted unparsable and dropped, as "
+        "the paper's aggregation does. Honoured by the chat templates `polyglot protocol` writes.",
+    )
+    gate_language: Literal["target", "prompt"] = Field(
+        "target",
+        description="The language gate's comparison: a reply scores 1 without a judge call when its LID label differs "
+        "from the target language (`target`) or from the prompt's LID label (`prompt`, the paper's code).",
+    )
     concurrency: int = Field(
         8, ge=1, description="Requests the judge sends to its provider at once; `study run` starts the judge with it."
     )
@@ -168,6 +197,9 @@ class StudyConfig(Section):
 
     name: Slug = Field(description="Study name; reports and artifact keys carry it.")
     description: str = Field("", description="Free text shown at the top of the report.")
+    protocol: ProtocolConfig = Field(
+        default_factory=ProtocolConfig, description="The protocol profile the config starts from; the paper's sources."
+    )
     artifact_store: StoreUri = Field(
         default_factory=_default_store,
         description=f"s3://bucket[/prefix] or file://<dir>; default {DEFAULT_STORE} under the working "
@@ -189,6 +221,7 @@ class StudyConfig(Section):
     seeds: list[int] = Field(
         list(PAPER_SEEDS), min_length=1, description="Inference seeds; every evaluation runs once per seed."
     )
+    lid: LidConfig = Field(default_factory=LidConfig, description="The language-identification model.")
     judge: JudgeConfig = Field(default_factory=JudgeConfig, description="The LLM judge for chat.")
     report: ReportConfig = Field(default_factory=ReportConfig, description="Report and figures.")
 

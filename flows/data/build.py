@@ -22,7 +22,7 @@ from flows import keys
 from flows.config import DataConfig, EvaluationConfig, MixSpec, StudyConfig
 from flows.data.labelling import LabelledConversation, Labeller, label_conversations, language_counts
 from flows.data.manifest import MANIFEST, DatasetManifest
-from flows.data.mixes import MixPlanner, mix_rows
+from flows.data.mixes import MixPlanner, mix_rows, read_mono_ids
 from flows.data.sources import ConversationSet, load_conversations
 from flows.data.translation import Translator, translate_conversations
 from flows.evals import TASKS, EvalItem, dumps_items, loads_items
@@ -176,7 +176,10 @@ class MixBuilder:
             raise FailedPrecondition(f"{', '.join(names)} need the judge service's Translate", field="data.mixes.build")
         results: dict[str, Built] = {name: _found(self.store, m) for name, m in found.items() if m is not None}
         if pending:
-            planner = MixPlanner(self.labelled(), self.recipe, self.data.lid_threshold)
+            planner = MixPlanner(
+                self.labelled(), self.recipe, self.data.lid_threshold, self.data.lid_filter_full,
+                mono_ids=read_mono_ids(self.recipe.mono_ids),
+            )
             planner.check(pending)  # every shortfall, named, before any mix is written
             for spec in pending:
                 results[spec.name] = self._build_mix(planner, spec)
@@ -210,7 +213,7 @@ class MixBuilder:
             source=self.conversations.source,
             source_sha256=self.conversations.sha256,
             lid_model=self.labeller.model,
-            lid_threshold=self.data.lid_threshold,
+            lid_threshold=None if plan.others and not self.data.lid_filter_full else self.data.lid_threshold,
             translator=self.translator.model if spec.machine_translated and self.translator else "",
         )
         self.reporter.advance(spec.name, plan.size - sum(map(len, plan.to_translate.values())))
@@ -256,7 +259,7 @@ class EvalSetBuilder:
             return _found(self.store, manifest)
         self.reporter.begin(name, None)
         items = TASKS.get(task_name).build_items(
-            config, language, seed=self.evaluation.sample_seed, translator=self.translator
+            config, language, seed=self.evaluation.sample_seed, translator=self.translator, store=self.store
         )
         translated = any(item.source.endswith("mt") for item in items)
         built = _write(

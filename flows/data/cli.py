@@ -2,6 +2,10 @@
 
     polyglot data build configs/smoke.yaml                       # labels through the lid service
     polyglot data build configs/smoke.yaml --store file:///tmp/a --only mixes
+    polyglot data build configs/smoke.yaml --json | jq -r '.datasets[].uri'     # scripts: stdout only
+
+Progress and the table go to stderr; stdout gets each dataset's data URI, a line each (`--json`: one object;
+`--quiet`: no progress, no table).
 
 Idempotent: every dataset is keyed by a hash of its inputs, so a second run finds them all and does
 nothing (it only asks the lid service which model it runs, which is part of every key).
@@ -9,6 +13,7 @@ nothing (it only asks the lid service which model it runs, which is part of ever
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Annotated
 
@@ -74,6 +79,8 @@ def build(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override a config value: --set data.mixes.k=10 (repeatable).")
     ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no table; stdout still lists.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="stdout: one JSON object, not the data URIs.")] = False,
 ):
     """Build the study's mixes and eval sets into the store; a second run does nothing."""
     from flows.config import load_config
@@ -111,7 +118,7 @@ def build(
         with (
             LidClient(lid or study.services.lid, timeout=300) as lid_client,
             JudgeClient(judge or study.services.judge, timeout=600) as judge_client,
-            Progress(*columns, console=console, transient=False) as progress,
+            Progress(*columns, console=console, transient=False, disable=quiet) as progress,
         ):
             reporter = RichReporter(progress)
             translator = judge_translator(judge_client, study.judge.provider, study.judge.model, run_id=study.name)
@@ -127,15 +134,35 @@ def build(
             if only in (Only.all, Only.evalsets):
                 results += EvalSetBuilder(study.evaluation, artifacts, translator, reporter).build()
     except PolyglotError as exc:
+        if json_:
+            typer.echo(json.dumps({"status": "failed", "study": study.name, "error": str(exc)}, sort_keys=True))
         raise _fail(str(exc), 1) from None
 
-    table = Table("dataset", "rows", "status", "key", title=f"study {study.name!r}: datasets in {artifacts.uri('')}")
+    _results(results, study.name, artifacts.uri(""), quiet, json_)
+
+
+def _results(results, study: str, store: str, quiet: bool, json_: bool) -> None:
+    """The table and counts on stderr (not when quiet); the datasets on stdout."""
+    if json_:
+        datasets = [dict(name=b.name, rows=b.manifest.rows, built=b.built, key=b.key, uri=b.uri) for b in results]
+        new = sum(b.built for b in results)
+        summary = dict(status="succeeded", study=study, store=store, built=new, already=len(results) - new)
+        typer.echo(json.dumps(summary | {"datasets": datasets}, sort_keys=True))
+    else:
+        for built in results:
+            typer.echo(built.uri)
+    if not quiet:
+        _summary(results, study, store)
+
+
+def _summary(results, study: str, store: str) -> None:
+    table = Table("dataset", "rows", "status", "key", title=f"study {study!r}: datasets in {store}")
     for built in results:
         status = "[green]built[/]" if built.built else "[dim]already built[/]"
         table.add_row(built.name, str(built.manifest.rows), status, built.key)
     console.print(table)
     new = sum(b.built for b in results)
     if new:
-        console.print(f"{new} built, {len(results) - new} already in {artifacts.uri('')}")
+        console.print(f"{new} built, {len(results) - new} already in {store}")
     else:
-        console.print(f"nothing to do: all {len(results)} datasets are already in {artifacts.uri('')}")
+        console.print(f"nothing to do: all {len(results)} datasets are already in {store}")

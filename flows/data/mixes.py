@@ -10,6 +10,10 @@
 
 Only rows whose top LID language has confidence ≥ the threshold (paper: 0.8) take part.
 
+Mono's rows can instead be given (`data.mixes.mono_ids`: the paper's `data/guanaco/ml1_ids`, or a file
+of the same shape): they head the English order, in the order given, and the seeded order of the other
+English rows follows; Multi-i's English part is then a prefix of the paper's Mono as well.
+
 Sampling is one seeded shuffle per language pool (Python's `random.Random` seeded with a string, which
 is stable across processes and platforms): Mono is a prefix of the English order, Multi-i's English part
 a shorter prefix of the same order, and each language's K rows a prefix of its own order. The nesting
@@ -18,9 +22,11 @@ follows from the prefixes; the same seed gives the same rows in the same order, 
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from flows.config import MixRecipe, MixSpec, parse_mix
 from flows.data.labelling import LabelledConversation, confident
@@ -92,17 +98,47 @@ def pools(rows: Sequence[LabelledConversation]) -> dict[str, list[LabelledConver
 class MixPlanner:
     """Plans every mix of one recipe from one labelled source; shares the seeded orders between mixes."""
 
-    def __init__(self, labelled: Sequence[LabelledConversation], recipe: MixRecipe, threshold: float):
+    def __init__(
+        self,
+        labelled: Sequence[LabelledConversation],
+        recipe: MixRecipe,
+        threshold: float,
+        filter_full: bool = True,
+        mono_ids: Sequence[int] | None = None,
+    ):
         self.recipe = recipe
+        self.labelled = list(labelled)
+        self.mono_ids = list(mono_ids) if mono_ids else None
         self.threshold = threshold
         self.rows = confident(labelled, threshold)
+        # `full` and leave-one-out take every row when the LID filter is off for them (the paper's Guanaco model).
+        self.full_rows = self.rows if filter_full else list(labelled)
         self.pools = pools(self.rows)
         self._orders: dict[str, list[LabelledConversation]] = {}
 
     def order(self, lang: str) -> list[LabelledConversation]:
         if lang not in self._orders:
-            self._orders[lang] = seeded_order(self.pools.get(lang, []), self.recipe.seed, lang)
+            seeded = seeded_order(self.pools.get(lang, []), self.recipe.seed, lang)
+            if lang == ENGLISH and self.mono_ids:
+                given = self._given_rows(self.mono_ids)
+                taken = {row.id for row in given}
+                seeded = given + [row for row in seeded if row.id not in taken]
+            self._orders[lang] = seeded
         return self._orders[lang]
+
+    def _given_rows(self, ids: Sequence[int]) -> list[LabelledConversation]:
+        """The rows the given ids name, in their order, from every labelled row: the list is the paper's
+        choice, made with its own LID model, so this run's labels do not second-guess it."""
+        by_number = {int(row.id): row for row in self.labelled if row.id.isdigit()}
+        missing = [n for n in ids if n not in by_number]
+        if missing:
+            raise FailedPrecondition(
+                f"{len(missing)} of the {len(ids)} Mono ids name no row of the source (first: {missing[0]}); "
+                "the ids are row numbers of the paper's Guanaco train split",
+                field="data.mixes.mono_ids",
+            )
+        return [by_number[n] for n in ids]
+
 
     def shortfalls(self, spec: MixSpec) -> list[Shortfall]:
         n, k = self.recipe.n, self.recipe.k
@@ -115,10 +151,13 @@ class MixPlanner:
             if not spec.machine_translated:
                 needs.update({lang: k for lang in spec.non_english(self.recipe.order)})
         return [
-            Shortfall(spec.name, lang, need, len(self.pools.get(lang, [])))
+            Shortfall(spec.name, lang, need, self._available(lang))
             for lang, need in needs.items()
-            if len(self.pools.get(lang, [])) < need
+            if self._available(lang) < need
         ]
+
+    def _available(self, lang: str) -> int:
+        return len(self.order(lang)) if lang == ENGLISH and self.mono_ids else len(self.pools.get(lang, []))
 
     def check(self, specs: Sequence[MixSpec]) -> None:
         """Raise InsufficientData naming every language and count that falls short, before any work."""
@@ -143,8 +182,8 @@ class MixPlanner:
                 return MixPlan(spec, english=english, to_translate=blocks)
             return MixPlan(spec, english=english, native={lang: self.order(lang)[:k] for lang in langs})
         if spec.kind == "full":
-            return MixPlan(spec, english=[], others=list(self.rows))
-        return MixPlan(spec, english=[], others=[row for row in self.rows if row.lang != spec.left_out])
+            return MixPlan(spec, english=[], others=list(self.full_rows))
+        return MixPlan(spec, english=[], others=[row for row in self.full_rows if row.lang != spec.left_out])
 
 
 @dataclass(frozen=True)
@@ -193,3 +232,27 @@ def mix_rows(plan: MixPlan, seed: int, translations: dict[str, Sequence[str]] | 
         )
     random.Random(f"{seed}:mix:{plan.spec.name}").shuffle(rows)
     return rows
+
+
+def read_mono_ids(setting: str | None) -> tuple[int, ...] | None:
+    """The Mono ids `data.mixes.mono_ids` names: None, the paper's (`paper`), or a file's."""
+    if not setting:
+        return None
+    from flows.protocol.paper_texts import load_paper_texts, parse_ids
+
+    if setting == "paper":
+        return load_paper_texts().mono_ids
+    path = Path(setting)
+    if not path.is_file():
+        raise FailedPrecondition(f"Mono id file {path} does not exist", field="data.mixes.mono_ids")
+    return parse_ids(path.read_text(encoding="utf-8"), str(path))
+
+
+def mono_ids_identity(setting: str) -> str:
+    """What the mixes' artifact keys record of `data.mixes.mono_ids`: the paper commit, or the file's hash."""
+    if setting == "paper":
+        from flows.protocol.sources import load_pins
+
+        return f"paper@{load_pins().commit}"
+    path = Path(setting)
+    return f"sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}" if path.is_file() else setting

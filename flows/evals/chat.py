@@ -4,6 +4,9 @@ Prompt sets, each the same questions in every language:
 - `alpaca_eval`: a seeded sample (paper: 300) of AlpacaEval's 805 English instructions; zh ru fr es
   from OMGEval's human translations (same order and indices as English, see templates/chat.yaml);
 - `oasst_prompts`: the human-translated OpenAssistant prompts (`test_<lang>.jsonl`, aligned by id).
+With `alpaca_eval_prompts: paper`, `alpaca_eval` is the paper's own prompt files instead (all 805, its
+GPT-3.5 translations, `data/alpaca_eval*/alpaca_eval_instructions_<lang>.json` of the fetched sources, see
+`flows/protocol`), verbatim, aligned by line.
 A language a set has no human translation for is machine-translated from English through the judge
 service's Translate; the eval-set artifact that holds the result is the cache (its key names the model).
 
@@ -23,7 +26,7 @@ from flows.data import guanaco
 from flows.evals import language_data
 from flows.evals.items import EvalItem
 from flows.evals.registry import file_sha256
-from flows.evals.sampling import sample
+from flows.evals.sampling import draw
 from flows.evals.spec import TaskOptions
 from services.common.config.types import LocalPath
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -46,6 +49,25 @@ class Options(TaskOptions):
         None, description="Directory of OMGEval_<Language>.txt translations (zh ru fr es)."
     )
     oasst_prompts: LocalPath | None = Field(None, description="Directory of test_<lang>.jsonl prompt files.")
+    alpaca_eval_prompts: Literal["polyglot", "paper"] = Field(
+        "polyglot",
+        description="Where the alpaca_eval set's prompts come from: polyglot (AlpacaEval + OMGEval's translations "
+        "+ machine translation) or paper (the paper's translated files, all 805 a language, from protocol.sources).",
+    )
+    sample_method: Literal["polyglot", "pandas"] = Field(
+        "polyglot",
+        description="How `sample_size` and `judged_sample` draw prompts: polyglot (seeded, the same ids in every "
+        "language) or pandas (`DataFrame.sample(n, random_state=evaluation.sample_seed)` over the set's prompts in "
+        "file order: the paper's draw).",
+        json_schema_extra={"by_inputs": True},  # `inputs` names it when not the default: existing keys stay
+    )
+    judged_sample: int | None = Field(
+        None,
+        gt=0,
+        description="Judge only this many of the generated replies per language (drawn by `sample_method`); every "
+        "reply still gets its language checks. null = judge every reply. Paper: all 805 generated, 300 judged.",
+        json_schema_extra={"by_inputs": True},  # not the items: the shard's key names it (flows/keys.py)
+    )
 
 
 @dataclass
@@ -72,7 +94,38 @@ def _alpaca_eval_english(config: Options) -> tuple[list[str], Path | None]:
     return [record["instruction"] for record in records], path
 
 
+def provided_languages(config: Options, item_set: str) -> set[str] | None:
+    """Languages whose `item_set` prompts this configuration has without a Translate call (the planner asks);
+    None: the task's `planner.human_translations` say."""
+    if item_set == "alpaca_eval" and config.alpaca_eval_prompts == "paper":
+        from flows.protocol.sources import load_pins
+
+        return set(load_pins().roles["alpaca_eval"])  # the paper's own translations, one file a language
+    return None
+
+
+def _plan_paper_alpaca_eval(language: str) -> _SetPlan:
+    from flows.protocol import render
+    from flows.protocol.paper_texts import load_paper_texts
+    from flows.protocol.sources import active_sources, load_pins
+
+    texts, pins = load_paper_texts(), load_pins()
+    english = render.alpaca_eval_prompts(texts, "en")
+    prompts = render.alpaca_eval_prompts(texts, language)
+    if len(prompts) != len(english):
+        raise InvalidArgument(
+            f"the paper's {language} AlpacaEval file has {len(prompts)} prompts, its English one {len(english)}",
+            field="evaluation.tasks.chat.alpaca_eval_prompts",
+        )
+    ids = [f"alpaca_eval/{i:03d}" for i in range(len(english))]
+    files = {lang: active_sources() / pins.path_of("alpaca_eval", lang) for lang in sorted({"en", language})}
+    english_by_id, human = dict(zip(ids, english, strict=True)), dict(zip(ids, prompts, strict=True))
+    return _SetPlan("alpaca_eval", ids, english_by_id, files, human)
+
+
 def _plan_alpaca_eval(config: Options, language: str) -> _SetPlan:
+    if config.alpaca_eval_prompts == "paper":
+        return _plan_paper_alpaca_eval(language)
     english, path = _alpaca_eval_english(config)
     data = language_data.table(NAME)["alpaca_eval"]
     missing = set(data["missing_in_translations"])
@@ -153,13 +206,15 @@ def inputs(config: Options, language: str, translator_model: str = "") -> dict[s
         if plan.human is None:
             identity[f"{plan.name}:translator"] = translator_model or "(none)"
     identity["chat.yaml"] = json.dumps(language_data.table(NAME), sort_keys=True, ensure_ascii=False)
+    if config.sample_method != "polyglot":
+        identity["sample_method"] = config.sample_method
     return identity
 
 
 def build_items(config: Options, language: str, *, seed: int, translator: Any = None) -> list[EvalItem]:
     items = []
     for plan in plans(config, language):
-        chosen = sample(plan.ids, config.sample_size, seed, f"{NAME}/{plan.name}")
+        chosen = draw(plan.ids, config.sample_size, seed, f"{NAME}/{plan.name}", config.sample_method)
         if plan.human is not None:
             texts, source = [plan.human[i] for i in chosen], "human"
         elif translator is None:
@@ -182,6 +237,18 @@ def build_items(config: Options, language: str, *, seed: int, translator: Any = 
             for item_id, text in zip(chosen, texts, strict=True)
         )
     return items
+
+
+def judged_ids(config: Options, language: str, seed: int) -> set[str] | None:
+    """Ids of the items the judge grades (`judged_sample`), drawn from each set's whole id list, so every shard
+    agrees; None = every item."""
+    if config.judged_sample is None:
+        return None
+    return {
+        item_id
+        for plan in plans(config, language)
+        for item_id in draw(plan.ids, config.judged_sample, seed, f"{NAME}/{plan.name}/judged", config.sample_method)
+    }
 
 
 def judged_metrics(record: Any, prompt_id: Any, reply_id: Any, target: str, check: Any) -> dict[str, float]:

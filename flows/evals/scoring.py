@@ -1,7 +1,9 @@
 """Scoring the paper's structured tasks: XQuAD exact match and token F1, X-CSQA letters, XNLI argmax.
 
 XQuAD answers are generated after a forced prefix, so models add quotes, repeat the question, or go on
-explaining. The paper post-processes each answer before exact match:
+explaining. Polyglot post-processes each answer before exact match; the steps are Polyglot's choice, not
+the paper's (its generation script strips the output and cuts it at the first stop string; no claim is
+made here about what its scoring did beyond that):
 
 1. drop the question if the model repeats it;
 2. keep the text up to the first line break, and at most 50 characters;
@@ -95,7 +97,7 @@ def strip_quotes(text: str) -> str:
 
 
 def postprocess_answer(output: str, question: str = "", max_chars: int = MAX_ANSWER_CHARS) -> str:
-    """The answer the paper scores: steps 1-3 of the module docstring (normalisation is separate)."""
+    """The answer Polyglot scores: steps 1-3 of the module docstring (normalisation is separate)."""
     text = drop_repeated_question(output, question)
     text = text.lstrip("".join(_EDGE_JUNK) + "\n\r")
     text = text.split("\n", 1)[0].strip()[:max_chars]

@@ -8,6 +8,7 @@ See README.md, "Extending: a new evaluation task", and `flows/evals/tasks/*.yaml
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from types import ModuleType
@@ -91,7 +92,7 @@ class TaskFile(_Data):
     description: str = ""
     order: int = Field(100, description="Position in tables, figures and the report (built-ins: 10-40).")
     method: Literal["generate", "loglikelihood"]
-    graded_by: Literal["reference", "judge"] = "reference"
+    graded_by: Literal["reference", "judge", "lid"] = "reference"  # lid: the lid service's line check
     metrics: list[str | MetricSpec] = Field(min_length=1, description="Names, or new metrics declared here.")
     variants: list[VariantSpec] = Field(default_factory=lambda: [VariantSpec()], min_length=1)
     variant_option: str | None = Field(None, description="Option that selects the variants to run (xquad: modes).")
@@ -114,7 +115,7 @@ class TaskSpec(TaskFile):
         spec = cls(**{**data.__dict__, "metrics": [m.name if isinstance(m, MetricSpec) else m for m in data.metrics]})
         spec._hook = hook
         spec._options_model = _options_model(spec, hook)
-        needed = {"reference": "score", "judge": "judged_metrics"}[spec.graded_by]
+        needed = {"reference": "score", "judge": "judged_metrics", "lid": "lid_metrics"}[spec.graded_by]
         missing = [fn for fn in ("inputs", "build_items", needed) if not callable(getattr(hook, fn, None))]
         if missing:
             raise ValueError(f"task {spec.name!r}: hook {hook.__name__} lacks {', '.join(missing)}")
@@ -155,6 +156,7 @@ class TaskSpec(TaskFile):
     def items_per_set(self, options: TaskOptions, available: dict[str, int]) -> dict[str, int]:
         """Items per language per item set ("" for a task with one set): the sample, or every item."""
         sets = getattr(options, self.planner.item_sets_option) if self.planner.item_sets_option else [""]
+        sets = [sets] if isinstance(sets, str) else sets  # an option naming one set (xnli: split)
         out = {}
         for name in sets:
             have = available.get(self.item_set_key(name), 0)
@@ -171,9 +173,13 @@ class TaskSpec(TaskFile):
         translation model when one is needed). Artifact keys hash it; it must be cheap."""
         return self._hook.inputs(options, language, translator_model)
 
-    def build_items(self, options: TaskOptions, language: str, *, seed: int, translator: Any = None) -> list[EvalItem]:
-        """The items of one language, sampled with `seed` (the same items in every language)."""
-        return self._hook.build_items(options, language, seed=seed, translator=translator)
+    def build_items(
+        self, options: TaskOptions, language: str, *, seed: int, translator: Any = None, store: Any = None
+    ) -> list[EvalItem]:
+        """The items of one language, sampled with `seed` (the same items in every language). A hook whose
+        `build_items` takes `store` gets the artifact store, to keep a downloaded benchmark there (xcsqa)."""
+        extra = {"store": store} if "store" in inspect.signature(self._hook.build_items).parameters else {}
+        return self._hook.build_items(options, language, seed=seed, translator=translator, **extra)
 
     def score(self, item: EvalItem, output: Any) -> dict[str, float]:
         """Metrics of one output (generate: the text; loglikelihood: one log-probability per choice)."""
@@ -216,7 +222,7 @@ def _options_model(spec: TaskSpec, hook: ModuleType) -> type[TaskOptions]:
         "sample_size": (int | None, Field(sample_size, gt=0, description=sample_text)),
     }
     if spec.method == "generate":
-        text = "A preset name (chat, constrained) or {preset: ..., <field>: override}."
+        text = "A preset name (chat, constrained, lcb) or {preset: ..., <field>: override}."
         preset, text = _option(spec, "sampling", text)
         preset = preset or "constrained"
         fields["sampling"] = (

@@ -4,6 +4,11 @@ en:xx prompts wrap the target-language passage and question in the English templ
 the target language's own. Both end with the target language's "Based on the passage, the answer to the
 question is", forced as the start of the reply, so the generated continuation is the answer.
 
+`template: paper` renders the paper's own prompts instead (`prepare_xquad_data.ipynb`, read from the fetched
+sources by `flows/protocol`): its per-language templates, which ask for the answer in quotation marks and
+end with a forced prefix that opens a quote; en:xx uses its English template and English prefix around the
+target-language passage; the whole text as its notebook formats and strips it, byte for byte.
+
 The hook of `tasks/xquad.yaml`: its options, items and scoring.
 """
 
@@ -38,6 +43,11 @@ class Options(TaskOptions):
         "target language.",
     )
     data_dir: LocalPath | None = Field(None, description="Directory of xquad.<lang>.json; null = the hub copy.")
+    template: Literal["polyglot", "paper"] = Field(
+        "polyglot",
+        description="polyglot: templates/xquad.yaml's prompts; paper: the paper's templates and forced prefixes "
+        "(prepare_xquad_data.ipynb, from protocol.sources).",
+    )
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,8 @@ class XquadQuestion:
     context: str
     question: str
     answers: tuple[str, ...]
+    raw_context: str = ""  # as the file has them: the paper's prompts strip only whitespace (no BOM removal)
+    raw_question: str = ""
 
 
 def data_file(data_dir: Path, language: str) -> Path:
@@ -69,6 +81,8 @@ def read_squad_json(path: Path) -> list[XquadQuestion]:
             _clean(paragraph["context"]),
             _clean(qa["question"]),
             tuple(_clean(a["text"]) for a in qa["answers"]),
+            paragraph["context"],
+            qa["question"],
         )
         for article in data["data"]
         for paragraph in article["paragraphs"]
@@ -81,7 +95,14 @@ def read_hub(language: str) -> list[XquadQuestion]:
 
     rows = datasets.load_dataset(HUB_ID, f"xquad.{language}", split="validation")
     return [
-        XquadQuestion(r["id"], _clean(r["context"]), _clean(r["question"]), tuple(map(_clean, r["answers"]["text"])))
+        XquadQuestion(
+            r["id"],
+            _clean(r["context"]),
+            _clean(r["question"]),
+            tuple(map(_clean, r["answers"]["text"])),
+            r["context"],
+            r["question"],
+        )
         for r in rows
     ]
 
@@ -90,8 +111,16 @@ def load_questions(config: Options, language: str) -> list[XquadQuestion]:
     return read_squad_json(data_file(config.data_dir, language)) if config.data_dir else read_hub(language)
 
 
-def build_prompt(question: XquadQuestion, language: str, mode: str) -> tuple[str, str]:
+def build_prompt(question: XquadQuestion, language: str, mode: str, template: str = "polyglot") -> tuple[str, str]:
     """(Guanaco prompt, forced response prefix) for one question in one mode."""
+    if template == "paper":
+        from flows.protocol import render
+        from flows.protocol.paper_texts import load_paper_texts
+
+        return render.xquad_prompt(
+            load_paper_texts().xquad, language, mode, question.raw_context or question.context,
+            question.raw_question or question.question,
+        )
     template = language_data.entry(NAME, "en" if mode == "en:xx" else language)["template"]
     prefix = language_data.entry(NAME, language)["prefix"]
     instruction = template.format(passage=question.context, question=question.question)
@@ -101,6 +130,11 @@ def build_prompt(question: XquadQuestion, language: str, mode: str) -> tuple[str
 
 def inputs(config: Options, language: str, translator_model: str = "") -> dict[str, str]:
     data = file_sha256(data_file(config.data_dir, language)) if config.data_dir else f"hub:{HUB_ID}"
+    if config.template == "paper":
+        from flows.protocol.sources import load_pins
+
+        pins = load_pins()
+        return {"data": data, "template": f"paper@{pins.commit}:{pins.sha256[pins.roles['xquad']]}"}
     return {
         "data": data,
         "template_en": json.dumps(language_data.entry(NAME, "en"), sort_keys=True, ensure_ascii=False),
@@ -115,7 +149,7 @@ def build_items(config: Options, language: str, *, seed: int, translator: Any = 
     for mode in config.modes:
         for qid in chosen:
             question = questions[qid]
-            prompt, prefix = build_prompt(question, language, mode)
+            prompt, prefix = build_prompt(question, language, mode, config.template)
             items.append(
                 EvalItem(
                     id=qid,

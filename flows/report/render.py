@@ -38,6 +38,7 @@ from flows.figures import (
     metric_agreements,
     mix_label,
 )
+from flows.protocol.fidelity import report_markdown
 from services.common import languages
 from services.common.store.base import write_file_atomically
 
@@ -286,6 +287,103 @@ def _sections(
     return [sections[task] for task in TASKS.names() if task in sections]
 
 
+def _with_confusion(
+    cfg: StudyConfig, sections: list[Section], out_dir: Path, samples: Mapping[Group, str]
+) -> list[Section]:
+    """Line-level language confusion from the cells' sample logs (lid's line check of every generated reply):
+    the confusion task's section gets its matrices of failing lines (expected language × identified), with a
+    heatmap; the other generation tasks get a section of per-cell line pass rates and where lines drifted."""
+    from flows.evals.confusion import UNSURE, line_stats, matrix_columns
+    from flows.figures import confusion_figure_files
+
+    generative = {g for g in samples if TASKS.get(g[2]).method == "generate"}
+    logs = [out_dir / samples[g] for g in sorted(generative)]
+    lines = (line for path in logs if path.is_file() for line in path.read_text(encoding="utf-8").split("\n"))
+    stats = line_stats(json.loads(line) for line in lines if line.strip())
+    if not stats:
+        return sections
+    sections = list(sections)
+    by_id = {section.id: section for section in sections}
+    series: dict[tuple[str, str, str], dict[tuple[str, str], Any]] = defaultdict(dict)
+    for (base_model, mix, task, variant, language), cell in stats.items():
+        series[(base_model, task, variant)][(mix, language)] = cell
+    summary = Section(id="line-confusion", title="Line-level language confusion")
+    for (base_model, task, variant), cells in sorted(series.items(), key=lambda kv: (TASKS.order_of(kv[0][1]), kv[0])):
+        spec = TASKS.get(task)
+        mixes = _mix_order(cfg, {mix for mix, _ in cells})
+        langs = languages.figure_order({lang for _, lang in cells})
+        name = " · ".join(p for p in (base_model, spec.label, spec.variant_label(variant) if variant else "") if p)
+        if spec.graded_by == "lid":  # the confusion task: its LPR/WPR tables exist; add where lines went
+            keys = [(mix, lang) for mix in mixes for lang in langs if (mix, lang) in cells]
+            drifts = {key: cells[key].drift for key in keys}
+            columns = matrix_columns(drifts) or [UNSURE]  # no failing line: the matrix still shows, all zero
+            counts = [[drifts[key][c] for c in columns] for key in keys]
+            labels = [f"{mix_label(mix)} · {lang}" for mix, lang in keys]
+            title = f"{name}: failing lines by the language they were identified as"
+            figure = confusion_figure_files(
+                cell_slug(base_model, task, variant, "confusion-matrix"), title, labels, columns, counts,
+                out_dir / "figures", cfg.report.figure_formats, pipeline_check=cfg.is_pipeline_check,
+                task=task, variant=variant,
+            )  # fmt: skip
+            table = Table(
+                id=cell_slug(base_model, task, variant, "confusion-matrix"),
+                title=f"{title} (confusion matrix)",
+                columns=columns,
+                rows=[(lang, f"{mix_label(mix)} · {_language_label(lang)}", [Cell(str(n) if n else "·") for n in row])
+                      for (mix, lang), row in zip(keys, counts, strict=True)],  # fmt: skip
+                figure=_figure_ref(figure, out_dir),
+                note="Rows: the mix and the expected language; columns: the language lid gave a failing line "
+                "(`unsure`: the expected one, at probability <= 0.3).",
+            )
+            if f"task-{task}" not in by_id:  # no item of the task has a metric: its matrix still shows
+                sections.append(by_id.setdefault(f"task-{task}", Section(id=f"task-{task}", title=spec.label)))
+            by_id[f"task-{task}"].tables.append(table)
+            continue
+        table = Table(
+            id=cell_slug(base_model, task, variant, "line-confusion"),
+            title=f"{name}: replies without a line in another language (LPR)",
+            columns=[mix_label(m) for m in mixes],
+            rows=[],
+            note="lid's line check of every generated reply (lines of 5+ tokens), as the confusion task applies it; "
+            "under each share, the replies checked and where failing lines went.",
+        )
+        for lang in langs:
+            line = []
+            for mix in mixes:
+                cell = cells.get((mix, lang))
+                if cell is None:
+                    line.append(Cell("–"))
+                    continue
+                left_out = [f"{n} {name}" for name, n in (("skipped", cell.skipped), ("refused", cell.refused)) if n]
+                went = [f"→{code} {n}" for code, n in cell.drift.most_common(3)]
+                line.append(
+                    Cell(
+                        f"{cell.passed / cell.replies:.3f}" if cell.replies else "–",
+                        title=f"{cell.passed} of {cell.replies} replies; {cell.failing} of {cell.lines} lines failed; "
+                        "skipped: no line of 5+ tokens",
+                        trained=in_tuning_data(mix, lang, cfg.data.mixes.order),
+                        counts=" · ".join([f"n={cell.replies}", *left_out, *went]),
+                        link=samples.get((base_model, mix, task, variant, lang), ""),
+                    )
+                )
+            table.rows.append((lang, _language_label(lang), line))
+        summary.tables.append(table)
+    return sections + ([summary] if summary.tables else [])
+
+
+def _paper_sections(cfg: StudyConfig, rows: Sequence[SummaryRow], out_dir: Path) -> list[Section]:
+    """The paper's model-scale overlay and language-agreement heatmaps (`flows.report.paper_figures`), when
+    the aggregate has their data."""
+    from flows.report import paper_figures
+
+    return [
+        Section(s.id, s.title, [Table(t.id, t.title, t.columns, [(code, _language_label(code), [Cell(x) for x in texts])
+                                                                 for code, texts in t.rows],
+                                      figure=_figure_ref(t.figure, out_dir)) for t in s.tables])
+        for s in paper_figures.sections(cfg, rows, out_dir)
+    ]  # fmt: skip
+
+
 def _named(items: Mapping[str, Any] | Sequence[Any] | None, kind: str) -> list[tuple[str, Any]]:
     """(name, JSON-able data) for manifests or cards given as {name: data} or a list of dicts."""
     if not items:
@@ -424,10 +522,17 @@ def render_report(
         "mixes": ", ".join(mix_label(m) for m in cfg.data.mixes.build),
         "seeds": ", ".join(str(s) for s in cfg.seeds),
         "tasks": ", ".join(TASKS.get(t).label for t in cfg.evaluation.tasks),
-        "sections": _sections(cfg, aggregate_rows, tests, figures, out_dir, outcomes, samples or {}),
+        "sections": _with_confusion(
+            cfg,
+            _sections(cfg, aggregate_rows, tests, figures, out_dir, outcomes, samples or {}),
+            out_dir,
+            samples or {},
+        )
+        + _paper_sections(cfg, aggregate_rows, out_dir),
         "config_yaml": yaml.safe_dump(
             cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True, default_flow_style=None, width=100
         ),
+        "fidelity": report_markdown(cfg),  # the protocol elements against the paper's values
         "manifests": _named_json(manifests, "dataset"),
         "cards": _cards(cards, out_dir),
         "versions": list(versions) if versions is not None else library_versions(),

@@ -21,6 +21,8 @@ from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_att
 
 from services.common import errors
 from services.common.config.types import grpc_target
+from services.common.credentials import channel_credentials
+from services.common.credentials import channel_options as credential_options
 from services.common.status import domain_error
 
 T = TypeVar("T")
@@ -73,6 +75,10 @@ def make_channel(
             certificate_chain=tls_cert.read_bytes() if tls_cert else None,
         )
         return module.secure_channel(target, creds, options=options)
+    # The process's own credentials (POLYGLOT_TLS_CA, POLYGLOT_TOKEN, ...): services.common.credentials.
+    creds = channel_credentials(target)
+    if creds is not None:
+        return module.secure_channel(target, creds, options=options + credential_options())
     return module.insecure_channel(target, options=options)
 
 
@@ -220,7 +226,7 @@ def wait_for_health(address: str, timeout: float = 60.0, service: str = "") -> N
     with a one-line reason (nothing listening, another kind of server, no answer, NOT_SERVING)."""
     deadline = time.monotonic() + timeout
     reason = "no answer"
-    with grpc.insecure_channel(grpc_target(address)) as channel:
+    with make_channel(address) as channel:  # the process's TLS settings; health itself needs no token
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             attempt = max(0.05, min(1.0, deadline - time.monotonic()))

@@ -59,6 +59,10 @@ class ResourceExhausted(PolyglotError, code="RESOURCE_EXHAUSTED"):
     """Too large for memory or a quota; the server keeps serving other calls."""
 
 
+class Unauthenticated(PolyglotError, code="UNAUTHENTICATED"):
+    """No credentials, or ones the service does not know (services/common/auth.py)."""
+
+
 class PermissionDenied(PolyglotError, code="PERMISSION_DENIED"):
     """Credentials were rejected (e.g. a wrong S3 secret)."""
 

@@ -8,13 +8,24 @@ The registry holds the paper's 13 study languages, in the paper's order, plus ev
 occurs in the evaluation and tuning data (XQuAD, XNLI, OASST). Resource groups follow
 the paper (Kew et al., "Turning English-centric LLMs Into Polyglots", §3): high (de fr sv zh es ru),
 low (ca no bg), extremely low (is hi el), English apart; languages outside the study are OTHER.
+
+Beyond the registry, `normalise` and `lookup` accept any ISO 639-1, ISO 639-2/3 or OpenLID `xxx_Scrp`
+code (every label of lid.176, OpenLID and GlotLID), through `langcodes` (CLDR's language data, the
+maintained implementation of BCP 47 that browsers and ICU follow; pycountry has the ISO tables but not
+CLDR's macrolanguage rules, which map OpenLID's `arb`, `cmn`, `zsm`, `swh` to the ISO 639-1 `ar`, `zh`,
+`ms`, `sw` that lid.176 uses). The canonical code is ISO 639-1 where one exists, else the ISO 639-3 code.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+import langcodes
+from langcodes.data_dicts import LANGUAGE_ALPHA3
 
 from services.common.errors import InvalidArgument
 
@@ -28,6 +39,8 @@ __all__ = [
     "codes",
     "figure_order",
     "get",
+    "lookup",
+    "normalise",
     "resolve",
 ]
 
@@ -68,6 +81,11 @@ class Language:
     @property
     def is_study(self) -> bool:
         return self.group is not ResourceGroup.OTHER
+
+    @property
+    def iso639_3(self) -> str:
+        """ISO 639-3 (for a macrolanguage, its own code: `zh` -> `zho`, `no` -> `nor`)."""
+        return _alpha3(self.code)
 
 
 _G = ResourceGroup
@@ -191,3 +209,89 @@ def figure_order(languages: Iterable[str | Language]) -> list[str]:
     chosen = [lang if isinstance(lang, Language) else get(lang) for lang in languages]
     ordered = sorted(set(chosen), key=lambda lang: (lang.group.rank, _POSITION[lang.code]))
     return [lang.code for lang in ordered]
+
+
+# ---- any language, beyond the registry ----------------------------------------------------------------
+
+# Codes that are valid BCP 47 but name no language a model could answer with.
+_NOT_A_LANGUAGE = frozenset({"und", "mis", "mul", "zxx"})
+_PRIMARY = re.compile(r"[a-z]{2,3}")
+_SUBTAG = re.compile(r"[A-Za-z]{4}|[A-Za-z]{2}|[0-9]{3}")  # a script or a region, nothing more
+
+
+def _iso639_1_table() -> dict[str, str]:
+    """ISO 639-2/3 -> ISO 639-1, current codes before deprecated ones (`heb` -> `he`, not `iw`)."""
+    table: dict[str, str] = {}
+    pairs = [(code, alpha3) for code, alpha3 in LANGUAGE_ALPHA3.items() if len(code) == 2]  # it maps 3 -> 3 too
+    current = [(code, alpha3) for code, alpha3 in pairs if langcodes.standardize_tag(code) == code]
+    for code, alpha3 in [*current, *pairs]:
+        table.setdefault(alpha3, code)
+    return table
+
+
+_ISO639_1 = _iso639_1_table()
+
+
+def _alpha3(code: str) -> str:
+    # The ISO table itself: `Language.get(code).to_alpha3()` would apply CLDR's replacements (tl -> fil).
+    return LANGUAGE_ALPHA3.get(code, code) if len(code) == 2 else code
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical(primary: str) -> str | None:
+    """ISO 639-1 where ISO has one (`deu` -> `de`, `iw` -> `he`), else CLDR's macrolanguage rule where it
+    gives one (`arb` -> `ar`, `zsm` -> `ms`), else the code itself; None for an invalid code. CLDR's
+    other replacements (`tl` -> `fil`, `bcl` -> `bik`, `prs` -> `fa-AF`) are not taken: they would merge
+    languages that ISO and the LID models keep apart."""
+    if primary in _NOT_A_LANGUAGE or not langcodes.tag_is_valid(primary):
+        return None
+    if len(primary) == 2:  # through ISO 639-3 and back: a deprecated code becomes the current one (iw -> he)
+        return _ISO639_1.get(LANGUAGE_ALPHA3.get(primary, ""))
+    if primary in _ISO639_1:  # the ISO table first: CLDR would make `tgl` Filipino
+        return _ISO639_1[primary]
+    standard = langcodes.standardize_tag(primary, macro=True)
+    return standard if len(standard) == 2 else primary
+
+
+def normalise(code: str, field: str = "language") -> str:
+    """The canonical code of any language code: the registry's where it has the language, else ISO 639-1
+    where one exists, else ISO 639-3. Accepts ISO 639-1 (`da`), ISO 639-2/3 (`dan`), OpenLID and GlotLID
+    labels (`dan_Latn`, `__label__dan_Latn`), lid.176 labels (`__label__da`) and the registry's spellings.
+    Raises InvalidArgument naming `field` for anything else.
+
+        >>> normalise("__label__pol_Latn"), normalise("kor"), normalise("arb_Arab"), normalise("nob")
+        ('pl', 'ko', 'ar', 'no')
+    """
+    return lookup(code, field).code
+
+
+def lookup(code: str, field: str = "language") -> Language:
+    """The registry's `Language` for `code`, or one made from ISO data (group OTHER, English name left
+    empty: langcodes keeps names in a separate package), so every model label has a record.
+    Raises InvalidArgument naming `field` for an unknown code."""
+    lang = resolve(code) if isinstance(code, str) else None
+    if lang is not None:
+        return lang
+    bare = code.strip().removeprefix(_LABEL_PREFIX) if isinstance(code, str) else ""
+    primary, _, subtag = bare.replace("-", "_").partition("_")
+    valid = _PRIMARY.fullmatch(primary.lower()) and (not subtag or _SUBTAG.fullmatch(subtag))
+    canonical = _canonical(primary.lower()) if valid else None
+    if canonical is None:
+        raise InvalidArgument(
+            f"unknown language code {code!r}; give an ISO 639-1 (da), ISO 639-3 (dan) or OpenLID (dan_Latn) code",
+            field=field,
+        )
+    return _generic(canonical, subtag if len(subtag) == 4 and subtag.istitle() else "")
+
+
+@functools.lru_cache(maxsize=4096)
+def _generic(code: str, script: str) -> Language:
+    registered = _BY_CODE.get(code)  # `dan_Cyrl`-style labels of a registry language
+    if registered is not None:
+        return registered
+    if not script:
+        try:
+            script = langcodes.Language.get(code).maximize().script or ""
+        except LookupError:
+            script = ""
+    return Language(code, "", script, "", "", ResourceGroup.OTHER)

@@ -32,7 +32,9 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperCommand
 
+from services.common.auth import Authenticator, check_exposure
 from services.common.catalog import SERVICES, ServiceSpec
+from services.common.credentials import for_service
 from services.common.errors import PolyglotError
 from services.common.server import run_service
 from services.common.settings import ServerSettings, server_settings
@@ -202,6 +204,14 @@ def load_settings(service: str, given: dict[str, Any]) -> tuple[ServerSettings, 
 def _command(spec: ServiceSpec):
     def serve(**given: Any) -> None:
         server, settings = load_settings(spec.name, {k: v for k, v in given.items() if v is not None})
+        for_service(spec.name)  # its calls to other services present POLYGLOT_<NAME>_TOKEN etc. first
+        try:  # an open bind without auth, an unreadable token file: named like any other bad setting
+            check_exposure(server)
+            Authenticator.from_settings(server)
+        except PolyglotError as exc:
+            fail(spec.name, [(exc.field or "", exc.message)])
+        except OSError as exc:
+            fail(spec.name, [("callers", str(exc))])
         try:
             run_service(server, partial(spec.build_function(), settings=settings))
         except PolyglotError as exc:  # start-up failures, e.g. a missing model file

@@ -71,11 +71,14 @@ def generate_request(
     )
 
 
-def score_request(items: Iterable[tuple[str, str]], adapter: str, request_id: str) -> generator_pb2.ScoreRequest:
+def score_request(
+    items: Iterable[tuple[str, str]], adapter: str, request_id: str, start_token: str = ""
+) -> generator_pb2.ScoreRequest:
     return generator_pb2.ScoreRequest(
         items=[generator_pb2.ScoreItem(context=c, continuation=x) for c, x in items],
         adapter=adapter,
         request_id=request_id,
+        start_token=start_token,
     )
 
 
@@ -110,9 +113,18 @@ class GeneratorClient(ServiceClient):
         return sorted(self.generate(prompts, *args, **kwargs), key=lambda c: c.index)
 
     def score(
-        self, items: Iterable[tuple[str, str]], *, adapter: str = "", request_id: str = "", timeout: float | None = None
+        self,
+        items: Iterable[tuple[str, str]],
+        *,
+        adapter: str = "",
+        request_id: str = "",
+        start_token: str = "",
+        timeout: float | None = None,
     ) -> list[ScoreResult]:
-        return score_results(self.call("Score", score_request(items, adapter, request_id), timeout=timeout))
+        """log P(continuation | context) per item; `start_token`: "" (BOS, lm-eval 0.4) | "eos" (lm-eval 0.3's
+        hf-causal) | "none"."""
+        request = score_request(items, adapter, request_id, start_token)
+        return score_results(self.call("Score", request, timeout=timeout))
 
     def load_adapter(self, name: str, uri: str, *, timeout: float | None = None) -> ModelEntry:
         request = generator_pb2.LoadAdapterRequest(name=name, uri=uri)
@@ -140,9 +152,16 @@ class AsyncGeneratorClient(AsyncServiceClient):
         return sorted([c async for c in self.generate(prompts, *args, **kwargs)], key=lambda c: c.index)
 
     async def score(
-        self, items: Iterable[tuple[str, str]], *, adapter: str = "", request_id: str = "", timeout: float | None = None
+        self,
+        items: Iterable[tuple[str, str]],
+        *,
+        adapter: str = "",
+        request_id: str = "",
+        start_token: str = "",
+        timeout: float | None = None,
     ) -> list[ScoreResult]:
-        return score_results(await self.call("Score", score_request(items, adapter, request_id), timeout=timeout))
+        request = score_request(items, adapter, request_id, start_token)
+        return score_results(await self.call("Score", request, timeout=timeout))
 
     async def load_adapter(self, name: str, uri: str, *, timeout: float | None = None) -> ModelEntry:
         request = generator_pb2.LoadAdapterRequest(name=name, uri=uri)

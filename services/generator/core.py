@@ -22,7 +22,17 @@ from pydantic import ValidationError
 from services.common.errors import FailedPrecondition, InvalidArgument, PolyglotError, ResourceExhausted
 from services.common.presets import SamplingParams, get_preset
 from services.generator.adapters import AdapterCache
-from services.generator.engine import BASE, Engine, GenRow, ScoreRow, encode, encode_pair, truncate_left
+from services.generator.engine import (
+    BASE,
+    START_TOKENS,
+    Engine,
+    GenRow,
+    ScoreRow,
+    encode,
+    encode_pair,
+    truncate_left,
+)
+from services.generator.limits import RequestLimits
 from services.generator.structured import Structured, character_parser
 
 Pair = tuple[list[int], list[int]]  # (context ids, continuation ids)
@@ -85,9 +95,10 @@ def resolve_sampling(preset: str = "", overrides: dict[str, Any] | None = None) 
 class Generator:
     """One engine (or none, until a model is configured) plus its adapter cache."""
 
-    def __init__(self, engine: Engine | None, adapters: AdapterCache | None):
+    def __init__(self, engine: Engine | None, adapters: AdapterCache | None, limits: RequestLimits | None = None):
         self.engine = engine
         self.adapters = adapters
+        self.limits = limits or RequestLimits()
 
     def _require_engine(self) -> tuple[Engine, AdapterCache]:
         if self.engine is None or self.adapters is None:
@@ -113,6 +124,7 @@ class Generator:
         engine, adapters = self._require_engine()
         if not prompts:
             raise InvalidArgument("at least one prompt is required", field="prompts")
+        self.limits.check_prompts(prompts, response_prefix)  # before anything is tokenised
         if structured is not None:
             await asyncio.to_thread(character_parser, structured)  # a regex compiles to an automaton: not on the loop
         max_context = engine.info.max_context
@@ -170,13 +182,24 @@ class Generator:
 
     # -- Score ----------------------------------------------------------------------------------------------
 
-    async def score(self, items: list[tuple[str, str]], *, adapter: str = "") -> list[ScoreOutcome]:
-        """lm-eval `loglikelihood` for each (context, continuation), in request order."""
+    async def score(
+        self, items: list[tuple[str, str]], *, adapter: str = "", start_token: str = ""
+    ) -> list[ScoreOutcome]:
+        """lm-eval `loglikelihood` for each (context, continuation), in request order; `start_token`: see
+        `engine.encode_pair` ("" = BOS as lm-eval 0.4, "eos" = lm-eval 0.3's hf-causal, "none")."""
         engine, adapters = self._require_engine()
         if not items:
             raise InvalidArgument("at least one item is required", field="items")
+        if start_token not in START_TOKENS:
+            raise InvalidArgument(
+                f"start_token {start_token!r} is not one of {', '.join(repr(t) for t in START_TOKENS)}",
+                field="start_token",
+            )
+        if start_token == "eos" and engine.tokenizer.eos_token_id is None:
+            raise InvalidArgument("the model's tokenizer has no EOS token", field="start_token")
+        self.limits.check_score_items(items)
         async with adapters.use(self._adapter_ref(adapter)) as name:
-            prepared = await asyncio.to_thread(self._prepare_pairs, engine, items)
+            prepared = await asyncio.to_thread(self._prepare_pairs, engine, items, start_token)
             outcomes = [ScoreOutcome(i) for i in range(len(items))]
             rows: list[ScoreRow] = []
             row_index: list[int] = []
@@ -204,14 +227,20 @@ class Generator:
             return outcomes
 
     @staticmethod
-    def _prepare_pairs(engine: Engine, items: list[tuple[str, str]]) -> list[Pair | PolyglotError]:
+    def _prepare_pairs(
+        engine: Engine, items: list[tuple[str, str]], start_token: str = ""
+    ) -> list[Pair | PolyglotError]:
         prepared: list[Pair | PolyglotError] = []
         for i, (context, continuation) in enumerate(items):
             if not continuation:
                 prepared.append(InvalidArgument("empty continuation", field=f"items[{i}].continuation"))
                 continue
-            ctx, cont = encode_pair(engine.tokenizer, context, continuation)
-            if not cont:
+            ctx, cont = encode_pair(engine.tokenizer, context, continuation, start_token)
+            if not ctx:  # only with start_token "none": the first continuation token would have no context
+                prepared.append(
+                    InvalidArgument("start_token 'none' needs a non-empty context", field=f"items[{i}].context")
+                )
+            elif not cont:
                 prepared.append(InvalidArgument("continuation has no tokens", field=f"items[{i}].continuation"))
             elif len(cont) > engine.info.max_context:
                 prepared.append(

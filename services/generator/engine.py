@@ -106,14 +106,30 @@ def prefix_token_id(tokenizer) -> int:
     return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
 
 
-def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+START_TOKENS = ("", "eos", "none")  # ScoreRequest.start_token: BOS (lm-eval 0.4) | EOS (lm-eval 0.3) | none
+
+
+def start_token_id(tokenizer, start_token: str) -> int | None:
+    """The id a scored sequence starts with for a `start_token` other than "" (None for "none")."""
+    if start_token == "eos":
+        return tokenizer.eos_token_id
+    return None
+
+
+def encode_pair(tokenizer, context: str, continuation: str, start_token: str = "") -> tuple[list[int], list[int]]:
     """Split (context, continuation) into token ids exactly as lm-evaluation-harness 0.4 does for causal LMs.
 
     `TemplateLM.loglikelihood` + `_encode_pair` with HFLM's defaults: trailing spaces of the context move to
     the continuation; the whole string is encoded once and split after the context's own encoding, so the
     continuation's first token is the one the model really sees at the boundary; an empty context becomes
     the prefix token (BOS) alone.
+
+    `start_token` "eos" / "none": the same split of the text encoded without special tokens, after the EOS
+    (lm-eval 0.3's hf-causal: `[eot_token_id] + tok_encode(text)` with `add_special_tokens=False`) or after
+    nothing ("none": the caller refuses an empty context, whose first token would have nothing before it).
     """
+    if start_token:
+        return _encode_pair_plain(tokenizer, context, continuation, start_token_id(tokenizer, start_token))
     if context == "":
         cont = encode(tokenizer, continuation, add_special_tokens=False)
         prefix = prefix_token_id(tokenizer)
@@ -127,6 +143,17 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
     whole = encode(tokenizer, context + continuation)
     ctx = encode(tokenizer, context)
     return ctx, whole[len(ctx):]
+
+
+def _encode_pair_plain(tokenizer, context: str, continuation: str, start: int | None) -> tuple[list[int], list[int]]:
+    head = [] if start is None else [start]
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    ctx = encode(tokenizer, context, add_special_tokens=False) if context else []
+    whole = encode(tokenizer, context + continuation, add_special_tokens=False)
+    return head + ctx, whole[len(ctx):]
 
 
 def truncate_left(ids: list[int], limit: int, bos_id: int | None) -> tuple[list[int], int]:

@@ -7,7 +7,8 @@
 
 `loglikelihood` requests go to `Score`, which tokenises exactly as lm-eval's HF model does (so scores
 match `--model hf` on the same weights); `generate_until` requests go to `Generate` with greedy decoding
-unless the task asks for sampling. Requires the `lm-eval` extra.
+unless the task asks for sampling. Requires the `lm-eval` extra. A generator with authentication on is
+reached with the process's POLYGLOT_TLS_CA, POLYGLOT_TLS_CLIENT_CERT/_KEY and POLYGLOT_TOKEN (docs/security.md).
 """
 
 from __future__ import annotations

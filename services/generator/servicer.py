@@ -6,11 +6,14 @@ problems travel in each result's `ItemStatus`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
 
 from polyglot.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 
+from services.common.errors import DeadlineExceeded
+from services.common.interceptor import log_field
 from services.common.messages import to_message
 from services.common.presets import SamplingParams
 from services.common.status import item_status
@@ -46,10 +49,13 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
     def __init__(self, generator: Generator):
         self.generator = generator
 
-    async def Generate(self, request, context) -> AsyncIterator[generator_pb2.GenerateResult]:
+    async def Generate(self, request, context) -> None:
+        limits = self.generator.limits
+        limits.check_request_id(request.request_id)
         # Ids and sizes only: prompts are payload and never logged.
-        log.info("generate request_id=%s prompts=%d adapter=%s", request.request_id, len(request.prompts),
-                 request.adapter or "-")
+        # Ids and names as escaped text: a newline in one must not forge a log line (log_field).
+        log.info("generate request_id=%s prompts=%d adapter=%s", log_field(request.request_id),
+                 len(request.prompts), log_field(request.adapter or "-"))
         sampling = sampling_from_proto(request.sampling)
         outcomes = self.generator.generate(
             list(request.prompts),
@@ -58,20 +64,31 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
             response_prefix=request.response_prefix,
             structured=structured_from_proto(request.structured),
         )
-        async for outcome in outcomes:
-            yield to_message(
-                generator_pb2.GenerateResult,
-                outcome,
-                finish_reason="error" if outcome.error else outcome.finish_reason,
-                status=item_status(outcome.error),
-                request_id=request.request_id,
-            )
+        # Closed on the way out, whatever ends the stream: that unpins its adapter and drops its queued rows.
+        async with contextlib.aclosing(outcomes):
+            async for outcome in outcomes:
+                result = to_message(
+                    generator_pb2.GenerateResult,
+                    outcome,
+                    finish_reason="error" if outcome.error else outcome.finish_reason,
+                    status=item_status(outcome.error),
+                    request_id=request.request_id,
+                )
+                # A write waits while the client's flow-control window is full: one that stopped reading
+                # would otherwise hold its adapter slot for as long as it keeps the connection open.
+                try:
+                    await asyncio.wait_for(context.write(result), limits.stream_stall_seconds)
+                except TimeoutError:
+                    raise DeadlineExceeded(
+                        f"the client took no result for {limits.stream_stall_seconds:g} s; the stream was ended"
+                    ) from None
 
     async def Score(self, request, context) -> generator_pb2.ScoreResponse:
-        log.info("score request_id=%s items=%d adapter=%s", request.request_id, len(request.items),
-                 request.adapter or "-")
+        self.generator.limits.check_request_id(request.request_id)
+        log.info("score request_id=%s items=%d adapter=%s", log_field(request.request_id), len(request.items),
+                 log_field(request.adapter or "-"))
         items = [(item.context, item.continuation) for item in request.items]
-        outcomes = await self.generator.score(items, adapter=request.adapter)
+        outcomes = await self.generator.score(items, adapter=request.adapter, start_token=request.start_token)
         return generator_pb2.ScoreResponse(
             results=[
                 to_message(generator_pb2.ScoreResult, o, status=item_status(o.error)) for o in outcomes

@@ -37,6 +37,31 @@ class GeneratorSettings(BaseSettings):
     adapter_cache_dir: Path = Field(
         Path(".polyglot/adapter-cache"), description="Local directory adapters are downloaded into."
     )
+    adapter_cache_max_gib: float = Field(
+        20.0,
+        gt=0,
+        description="Disk the adapter cache may fill; beyond it the least recently used copies that no loaded "
+        "adapter uses are deleted (fetched again when asked for).",
+    )
+    max_prompt_bytes: int = Field(
+        256 * 1024,
+        ge=1,
+        description="Largest prompt (with its response prefix) or Score item, in UTF-8 bytes: INVALID_ARGUMENT "
+        "naming it above. Prompts longer than the context are cut from the left, so this only bounds the work "
+        "and memory tokenising one costs.",
+    )
+    max_request_bytes: int = Field(
+        16 * 1024 * 1024, ge=1, description="Largest sum of a request's prompts (or Score items), in UTF-8 bytes."
+    )
+    max_request_id_bytes: int = Field(
+        256, ge=1, description="Longest request_id (it is logged and echoed in every streamed result)."
+    )
+    stream_stall_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How long a Generate stream may wait for its client to take the next result; a client that "
+        "stops reading gets DEADLINE_EXCEEDED, and the adapter it pinned and its queued rows are freed.",
+    )
     max_batch_size: int = Field(32, ge=1, description="hf: most rows in one padded generate/forward call.")
     batch_window_ms: float = Field(
         5.0, ge=0, description="hf: how long the first queued row waits for others to share its batch."
@@ -53,3 +78,10 @@ class GeneratorSettings(BaseSettings):
     )
     threads: int | None = Field(None, ge=1, description="torch CPU threads (hf); unset = torch's default.")
     seed: int = Field(0, ge=0, description="Engine seed (vllm); requests carry their own seeds.")
+    http_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models) on this port, "
+        "beside gRPC, with the same host and TLS; 0 = off. e.g. 8052.",
+    )

@@ -11,6 +11,7 @@ No grpc and no torch imports here; lm-format-enforcer is imported only where a c
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,11 @@ class Regex:
 
 
 Structured = JsonSchema | Regex
+# The parser compiles a pattern into an automaton whose size grows with the pattern's expansion: `x{1,100000}`
+# (11 characters) is 100,000 states, minutes of CPU and gigabytes that no deadline stops. Patterns are bounded
+# before they are compiled: their length, and their size with every bounded repeat written out.
+MAX_REGEX_CHARS = 2000
+MAX_REGEX_EXPANSION = 10_000
 _JSON_TYPES = {"object", "array", "string", "number", "integer", "boolean", "null"}
 
 
@@ -61,13 +67,54 @@ def _unknown_type(schema: Any, path: str = "") -> str | None:
     return next((p for key, value in schema.items() if (p := _unknown_type(value, f"{path}.{key}".lstrip(".")))), None)
 
 
+def regex_expansion(pattern: str) -> int:
+    """How many atoms `pattern` has with every bounded repeat written out (`a{2,5}` is 5, `a*` and `a+` count
+    their body once, as a loop does in an automaton); the length for a pattern Python's parser refuses (the
+    library reports its own errors)."""
+    import re._constants as c
+    import re._parser as parser  # the standard library's own regex parser: the pattern's structure
+
+    def size(sub) -> int:
+        total = 0
+        for op, av in sub:
+            if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+                low, high, body = av
+                total += max(low if high == c.MAXREPEAT else high, 1) * size(body)
+            elif op is c.BRANCH:
+                total += sum(size(branch) for branch in av[1])
+            elif op in (c.SUBPATTERN, c.ATOMIC_GROUP):
+                total += size(av[-1])
+            elif op in (c.ASSERT, c.ASSERT_NOT):
+                total += size(av[1])
+            else:
+                total += 1
+        return total
+
+    try:
+        return size(parser.parse(pattern))
+    except (re.error, RecursionError, OverflowError):
+        return len(pattern)
+
+
+def _check_regex(pattern: str) -> None:
+    if not pattern:
+        raise InvalidArgument("empty regular expression", field="structured.regex")
+    if len(pattern) > MAX_REGEX_CHARS:
+        raise InvalidArgument(f"{len(pattern)} characters; at most {MAX_REGEX_CHARS}", field="structured.regex")
+    if (expansion := regex_expansion(pattern)) > MAX_REGEX_EXPANSION:
+        raise InvalidArgument(
+            f"{expansion:,} atoms with its repeats written out; at most {MAX_REGEX_EXPANSION:,} (a bounded repeat "
+            "such as x{1,100000} compiles into that many states: use * or + for long runs)",
+            field="structured.regex",
+        )
+
+
 def character_parser(structured: Structured):
     """lm-format-enforcer's parser for the constraint; InvalidArgument naming the field if it has none."""
     from lmformatenforcer import JsonSchemaParser, RegexParser
 
     if isinstance(structured, Regex):
-        if not structured.pattern:
-            raise InvalidArgument("empty regular expression", field="structured.regex")
+        _check_regex(structured.pattern)
         try:
             return RegexParser(structured.pattern)
         except Exception as exc:  # interegular raises its own parse errors, and some of Python's

@@ -19,6 +19,16 @@ from services.judge.translation import TranslateJob, Translator
 from services.judge.usage import Usage, UsageBook, check_run_id
 
 
+def template_roots(settings: JudgeSettings, store: ArtifactStore | None) -> list[str]:
+    """Where a template URI may point: the configured roots, the judge's store (its data) and template_dir."""
+    roots = list(settings.template_roots)
+    if store is not None:
+        roots.append(store.uri(""))
+    if settings.template_dir is not None:
+        roots.append(str(settings.template_dir))
+    return roots
+
+
 class Judge:
     def __init__(
         self,
@@ -29,9 +39,24 @@ class Judge:
         self.settings = settings
         self.store = store
         self.providers = ProviderPool(settings)
-        self.cache = ReplyCache(store, settings.cache_prefix) if store is not None and settings.cache else None
-        self.usage = UsageBook(settings.prices, store, settings.cache_prefix)
-        self.templates = TemplateLibrary(settings.template_dir)
+        self.cache = (
+            ReplyCache(
+                store, settings.cache_prefix, attempts=settings.store_attempts, max_unsaved=settings.max_unsaved_replies
+            )
+            if store is not None and settings.cache
+            else None
+        )
+        self.usage = UsageBook(
+            settings.prices,
+            store,
+            settings.cache_prefix,
+            budget_usd=settings.budget_usd,
+            budgets=settings.budgets,
+            attempts=settings.store_attempts,
+        )
+        self.templates = TemplateLibrary(
+            settings.template_dir, template_roots(settings, store), settings.max_template_bytes
+        )
         self.translator = Translator(settings, self.providers, self.cache, self.usage, self.templates)
         self.grader = Grader(
             settings, self.providers, self.cache, self.usage, self.templates, self.translator, identifier

@@ -1,11 +1,22 @@
-"""Grading chat replies as the paper does: the language gate, then an LLM judge on a 6-point rubric.
+"""Grading chat replies: the language gate, then an LLM judge on a 6-point helpfulness scale.
 
-Paper rule (Kew et al., "Turning English-centric LLMs Into Polyglots"): a reply that is not in
-the target language gets the lowest score, 1, without asking the judge. Replies that pass the gate are
-sent to the judge with the helpfulness rubric (`templates/helpfulness.txt`, or the user's template),
-which answers `{"reasoning": str, "score": int}`. A reply without a valid verdict (not JSON, no score,
-a score outside 1..6) gets exactly one repair request; if that fails too the item is recorded as
-UNPARSABLE with the judge's raw replies, never dropped and never given a guessed score.
+The two steps follow the paper (Kew et al., "Turning English-centric LLMs Into Polyglots"): a reply whose
+language fails the gate gets the lowest score, 1, without asking the judge. The rest are Polyglot's choices
+unless the `paper` profile sets the paper's: the gate compares the reply's language with the target language
+by default (the paper's code compares it with the prompt's LID label: `judge.gate_language: prompt`); the
+default rubric (`templates/helpfulness.txt`) is Polyglot's own wording (the paper's system and user messages
+come with `judge.template: paper`); both answer `{"reasoning": str, "score": int}`. A reply without a valid
+verdict (not JSON, no score, a score outside 1..6) gets exactly one repair request, Polyglot's default (the
+paper has none: `judge.repair: false`); if that fails too the item is recorded as UNPARSABLE with the
+judge's raw replies, never given a guessed score.
+
+What a call may cost is checked before anything is sent (`limits.py`: the model, the number of items, each
+prompt's size; `usage.py`: the run's budget). An item the judge could not grade because its provider or its
+store failed (retries exhausted, a store that keeps failing, a full disk, the budget) is not answered as an
+ERROR item that a caller could store as done (issue 19, row 7): the call fails with a retryable
+UNAVAILABLE, or RESOURCE_EXHAUSTED, once the other items have finished, and their paid replies stay in the
+cache, so a retry pays only for what is missing. ERROR items remain for what a retry would not change (a
+rejected key, a model the endpoint does not know).
 """
 
 from __future__ import annotations
@@ -18,9 +29,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from services.common import languages
-from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.errors import (
+    TRANSIENT_CODES,
+    FailedPrecondition,
+    InvalidArgument,
+    PolyglotError,
+    ResourceExhausted,
+    Unavailable,
+)
+from services.judge import limits
 from services.judge.cache import ReplyCache, cache_key
-from services.judge.parsing import ReplyError, parse_verdict
+from services.judge.parsing import PARSERS, ReplyError
 from services.judge.prompts import GRADE, REPAIR, Template, TemplateLibrary
 from services.judge.providers import Provider, ProviderError, ProviderPool, TransientError
 from services.judge.records import (
@@ -75,6 +94,7 @@ class Grader:
     # -- validation -------------------------------------------------------------------------------------------
 
     def _validate_items(self, items: list[GradeItem]) -> list[str]:
+        limits.check_count(len(items), self.settings, "items")
         targets = []
         for i, item in enumerate(items):
             if not item.prompt.strip():
@@ -93,11 +113,15 @@ class Grader:
         """Check the whole request before any call: bad input fails it as INVALID_ARGUMENT naming the field."""
         targets = self._validate_items(job.items)
         run_id = check_run_id(job.run_id)
+        model = limits.check_model(job.model or self.settings.model, self.settings, "judge.model")
         provider = self.providers.get(job.provider or self.settings.provider, field="judge.provider")
-        model = job.model or self.settings.model
-        template = await asyncio.to_thread(self.templates.load, job.template, GRADE, "template")
-        repair = await asyncio.to_thread(self.templates.load, "repair", REPAIR, "template")
-        translate = await asyncio.to_thread(self.translator.template) if job.translate_first else None
+        timeout = self.settings.template_read_timeout
+        template = await self.templates.aload(job.template, GRADE, "template", timeout)
+        repair = await self.templates.aload("repair", REPAIR, "template", timeout)
+        translate = await self.translator.template() if job.translate_first else None
+        for i, (item, target) in enumerate(zip(job.items, targets, strict=True)):
+            prompt = template.render(prompt=item.prompt, response=item.response, language=languages.get(target).name)
+            limits.check_prompt(prompt, self.settings, f"items[{i}].response")
         return _Plan(job, targets, provider, model, template, repair, translate, run_id)
 
     # -- the language gate ------------------------------------------------------------------------------------
@@ -154,17 +178,25 @@ class Grader:
         plan = await self.plan(job)
         detections = await self._detect(job.items)
         await self.usage.load(plan.run_id)
+        if self.cache is not None and self.cache.unsaved:
+            await self.cache.flush()
         meter = self.usage.meter(plan.run_id, call_usage)
         tasks = [
             asyncio.create_task(self._grade_one(i, item, plan.targets[i], detections[i], plan, meter))
             for i, item in enumerate(job.items)
         ]
         outcomes: collections.Counter[str] = collections.Counter()
+        unanswered: list[GradeRecord] = []
         try:
             for next_done in asyncio.as_completed(tasks):
                 record = await next_done
                 outcomes[record.outcome.value] += 1
-                yield record
+                if _retryable(record):
+                    unanswered.append(record)  # a retry could grade it: never answered as a finished item
+                else:
+                    yield record
+            if unanswered:
+                raise _call_failure(unanswered, len(job.items))
         finally:
             for task in tasks:
                 task.cancel()
@@ -190,6 +222,8 @@ class Grader:
             return await self._judge(index, item, target, plan, meter)
         except asyncio.CancelledError:
             raise
+        except PolyglotError as exc:  # the store or the budget: its code decides whether the call fails
+            return GradeRecord.failed(index, item.id, ItemError(exc.code, exc.message, exc.field), target)
         except Exception as exc:  # recorded, never dropped
             log.exception("grading item %d failed", index)
             return GradeRecord.failed(index, item.id, ItemError("INTERNAL", f"{type(exc).__name__}: {exc}"), target)
@@ -232,6 +266,8 @@ class Grader:
                 cached=True,
                 note=hit.get("note", ""),
             )
+        if self.cache is not None:
+            self.cache.check_room()
         record = await self._ask(index, item, target, response, plan, meter)
         if self.cache is not None and record.outcome in (Outcome.GRADED, Outcome.UNPARSABLE):
             await self.cache.put(
@@ -253,14 +289,7 @@ class Grader:
     async def _ask(
         self, index: int, item: GradeItem, target: str, response: str, plan: _Plan, meter: Meter
     ) -> GradeRecord:
-        messages = [
-            {
-                "role": "user",
-                "content": plan.template.render(
-                    prompt=item.prompt, response=response, language=languages.get(target).name
-                ),
-            }
-        ]
+        messages = plan.template.messages(prompt=item.prompt, response=response, language=languages.get(target).name)
         replies: list[str] = []
         first_error: ReplyError | None = None
         for attempt in range(2):  # the reply, then at most one repair request
@@ -286,8 +315,12 @@ class Grader:
                 )
             replies.append(completion.text)
             try:
-                verdict = parse_verdict(completion.text)
+                verdict = PARSERS[plan.template.parsing](completion.text)
             except ReplyError as exc:
+                if attempt == 0 and not plan.template.repair:  # the paper's rule: counted unparsable, dropped
+                    return GradeRecord(
+                        index, item.id, 0, "", completion.text, Outcome.UNPARSABLE, target, note=f"unparsable: {exc}"
+                    )
                 if attempt == 0:
                     first_error = exc
                     messages = [
@@ -312,3 +345,25 @@ class Grader:
                 note=note,
             )
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _retryable(record: GradeRecord) -> bool:
+    """An item whose failure a later call may not repeat: a provider or store outage, a full disk, the budget."""
+    return record.error is not None and (
+        record.error.code in TRANSIENT_CODES or record.error.code == ResourceExhausted.code
+    )
+
+
+def _call_failure(unanswered: list[GradeRecord], total: int) -> PolyglotError:
+    """The whole call's error for its unanswered items: RESOURCE_EXHAUSTED if any hit a budget or a full
+    store (retrying will not help until someone acts), else UNAVAILABLE (the client and the study retry)."""
+    first = min(unanswered, key=lambda r: r.index)
+    exhausted = next((r for r in unanswered if r.error.code == ResourceExhausted.code), None)
+    shown = exhausted or first
+    message = (
+        f"{len(unanswered)} of {total} items were not graded (first: items[{shown.index}]: {shown.error.message}); "
+        "the replies of the others are cached, so a retry does not pay for them again"
+    )
+    if exhausted is not None:
+        return ResourceExhausted(message, field=exhausted.error.field)
+    return Unavailable(message)

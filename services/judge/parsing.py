@@ -4,6 +4,11 @@ The rubric asks for one RFC 8259 JSON object `{"reasoning": str, "score": int}`.
 it in a Markdown code fence or a sentence; the first JSON object in the reply that has a `score` is taken,
 as it is. Nothing is inferred from prose: a reply without a valid object, or with a score outside 1..6,
 is a `ReplyError`, which the grader answers with one repair request and then records as UNPARSABLE.
+
+`parse_verdict_strict` reads a reply as the paper's judge script does: the whole reply is one JSON
+document (`json.loads`, surrounding whitespace allowed), nothing unwrapped or searched for. What it cannot
+read, the paper's script leaves without a score and its aggregation drops; here it is UNPARSABLE (kept
+out of every mean) and, with a chat template's `"repair": false`, no repair request is made.
 """
 
 from __future__ import annotations
@@ -86,3 +91,20 @@ def parse_verdict(reply: str) -> Verdict:
     if not isinstance(reasoning, str):
         raise ReplyError('"reasoning" must be a string')
     return Verdict(_score(obj["score"]), reasoning)
+
+
+def parse_verdict_strict(reply: str) -> Verdict:
+    """The verdict of a reply that is exactly one JSON object with a score, or ReplyError."""
+    try:
+        obj = _loads(reply)
+    except ValueError:
+        raise ReplyError("the reply is not one JSON document") from None
+    if not isinstance(obj, dict):
+        raise ReplyError(f"the reply is JSON but not an object ({type(obj).__name__})")
+    if "score" not in obj:
+        raise ReplyError('the JSON object has no "score"')
+    reasoning = obj.get("reasoning", "")
+    return Verdict(_score(obj["score"]), reasoning if isinstance(reasoning, str) else json.dumps(reasoning))
+
+
+PARSERS = {"lenient": parse_verdict, "strict": parse_verdict_strict}

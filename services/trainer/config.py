@@ -38,7 +38,27 @@ class TrainingConfig(Section):
         4, gt=0, description="Sequences per device per forward pass; accumulation makes up the rest."
     )
     max_length: int = Field(1024, gt=0, description="Longest tokenised training sequence; longer ones are cut.")
-    seed: int = Field(DATA_SEED, ge=0, description="Training seed (data order, adapter initialisation).")
+    seed: int = Field(
+        DATA_SEED, ge=0, le=2**32 - 1, description="Training seed (data order, adapter initialisation); numpy's range."
+    )
+    padding_free: bool = Field(
+        True,
+        description="Lay each forward pass's sequences end to end instead of padding them to the longest, so every "
+        "computed token is a real one. Same batches and, within float rounding, the same loss and gradients as "
+        "padding (position ids restart per sequence and attention stays inside it: FlashAttention's varlen kernel "
+        "when installed, otherwise SDPA with a block-diagonal mask). The paper padded; the trained adapter agrees.",
+    )
+    group_by_length: bool = Field(
+        False,
+        description="Draw each optimizer step's sequences from a pool sorted by length (transformers' "
+        "LengthGroupedSampler), which cuts padding further. Unlike `padding_free` it changes which sequences share "
+        "a step, so the run is no longer the paper's uniformly shuffled one: off by default.",
+    )
+    append_eos: bool = Field(
+        True,
+        description="End every training sequence with the EOS token, so the model learns to stop (TRL's default). The "
+        "paper's texts never end with EOS (false): its models never learned to stop, which shapes reply length.",
+    )
     merge_adapter: bool = Field(False, description="Also store the base model with the adapter merged in.")
 
     @model_validator(mode="after")

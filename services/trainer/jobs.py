@@ -1,4 +1,4 @@
-"""Jobs: submitted once per idempotency key, run one worker process per attempt, persisted across restarts.
+"""Jobs: submitted once per idempotency key, run one worker per attempt, persisted across restarts.
 
 Life of a job: QUEUED → RUNNING → SUCCEEDED | FAILED | CANCELLED. Every change is written to
 `<state_dir>/jobs/<id>/job.json` (atomically) before anyone is told, so a restarted service reloads
@@ -10,8 +10,13 @@ Restarts and resubmission:
   checkpoint in the artifact store; the step count continues. A different spec under a used key is refused.
 - Jobs that were RUNNING when the service stopped (SIGTERM, or a crash) are, by default, queued again on the
   next start and resume from their checkpoint (`resume_on_restart`); with `resume_on_restart=false` they are
-  marked FAILED with the reason, and resubmitting them resumes them. Workers never outlive the service: each
-  watches the service's pid and exits when it is gone, so no job trains twice.
+  marked FAILED with the reason, and resubmitting them resumes them. Local workers never outlive the service:
+  each watches the service's pid and exits when it is gone, so no job trains twice.
+
+Concurrency: up to `max_concurrent_jobs` attempts run at once, oldest queued first; each gets its own devices
+from the launcher (`launch.py`: the `local` launcher hands out disjoint GPUs or CPU threads, `devices.py`),
+and the head of the queue waits until its devices are free. With the `kubernetes` launcher each attempt is a
+Kubernetes Job (`k8s_launcher.py`) that outlives the service: a restarted service re-attaches to it.
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import os
+import shutil
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -32,16 +38,17 @@ from pathlib import Path
 
 from prometheus_client import Gauge
 
-from services.common.errors import AlreadyExists, InvalidArgument, NotFound
+from services.common.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted
+from services.common.store import StoreRoots
 from services.common.store.base import dumps_json, write_file_atomically
-from services.trainer.launch import WORKER_MODULE, worker_command
+from services.trainer.launch import WORKER_MODULE, Launcher, WorkerHandle, build_launcher, kill_group
 from services.trainer.schema import Artifact, Job, JobSpec, JobState, Progress, WorkerTask, utcnow
 from services.trainer.settings import TrainerSettings
 from services.trainer.validation import validate_spec
 
 log = logging.getLogger("polyglot.trainer")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_PAGE_SIZE = 1000
+POLL_FAILURES_TOLERATED = 20  # consecutive failed polls (a Kubernetes API hiccup) before a job is failed
 PERSIST_EVERY_S = 1.0  # progress is persisted at most this often; state changes always
 JOBS = Gauge("polyglot_trainer_jobs", "Trainer jobs known to this service, by state", ["state"])
 TOKENS_PER_SECOND = Gauge("polyglot_trainer_tokens_per_second", "Training throughput of the running jobs, summed")
@@ -101,9 +108,9 @@ class ProgressReader:
 
 @dataclass
 class _Run:
-    """A live worker: its process, its supervisor task, and why it is being stopped (if it is)."""
+    """A live attempt: its worker, its supervisor task, and why it is being stopped (if it is)."""
 
-    proc: subprocess.Popen
+    handle: WorkerHandle
     started: float
     reader: ProgressReader
     log_path: Path
@@ -136,19 +143,23 @@ def _is_our_worker(pid: int) -> bool:
     return WORKER_MODULE.encode() in cmdline
 
 
-def _kill_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
 class JobManager:
     """The trainer's core: submit, watch, cancel and list jobs; run their workers; survive restarts.
 
     All methods run on one asyncio loop (the gRPC server's); blocking work goes to threads.
     """
 
-    def __init__(self, settings: TrainerSettings, *, cuda_devices: Callable[[], int] | None = None):
+    def __init__(
+        self,
+        settings: TrainerSettings,
+        *,
+        cuda_devices: Callable[[], int] | None = None,
+        launcher: Launcher | None = None,
+        roots: StoreRoots | None = None,
+    ):
         self.settings = settings
+        self.roots = roots  # where callers' URIs may point (None: anywhere)
+        self.launcher = launcher or build_launcher(settings, cuda_devices=cuda_devices)
         self.store = JobStore(settings.jobs_dir)
         self.jobs: dict[str, Job] = {}
         self._by_key: dict[str, str] = {}
@@ -157,12 +168,28 @@ class JobManager:
         self._lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
         self._scheduler: asyncio.Task | None = None
-        self._cuda_devices = cuda_devices or _cuda_device_count
+        self._prepared = False
+        self._starting: set[str] = set()  # being launched right now
+        self._cancel_on_start: set[str] = set()  # cancelled while being launched
+        self._reattach: list[str] = []  # running in a detached launcher when the service started
+
+    async def _prepare(self) -> None:
+        if not self._prepared:
+            await self.launcher.prepare()
+            self._prepared = True
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.recover()
+        await self._prepare()
+        for job_id in self._reattach:
+            job = self.jobs[job_id]
+            work = self.store.work_dir(job_id)
+            handle = await self.launcher.attach(job, work)
+            self._watch_run(job, handle, work / f"worker-{job.attempts}.log")
+            log.info(json.dumps({"event": "reattached", "job": job_id, "worker": handle.name}))
+        self._reattach.clear()
         self._scheduler = asyncio.create_task(self._schedule(), name="trainer-scheduler")
         self._wakeup.set()
 
@@ -174,8 +201,11 @@ class JobManager:
             self._by_key[job.idempotency_key] = job.id
             if job.state != JobState.RUNNING:
                 continue
+            if self.launcher.detached:  # still running in the cluster: `start` re-attaches to it
+                self._reattach.append(job.id)
+                continue
             if job.worker_pid and _is_our_worker(job.worker_pid):
-                _kill_group(job.worker_pid, signal.SIGKILL)  # never two workers on one job
+                kill_group(job.worker_pid, signal.SIGKILL)  # never two workers on one job
             step = job.progress.step
             job.worker_pid = None
             if self.settings.resume_on_restart:
@@ -201,16 +231,22 @@ class JobManager:
             self._scheduler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._scheduler
-        runs = list(self._runs.values())
-        for run in runs:
+        runs = list(self._runs.items())
+        if self.launcher.detached:  # the workers go on without us; the next start re-attaches
+            for job_id, run in runs:
+                if run.supervisor:
+                    run.supervisor.cancel()
+                self.store.save(self.jobs[job_id])
+            return
+        for _, run in runs:
             run.shutdown = True
-            _kill_group(run.proc.pid, signal.SIGTERM)
-        supervisors = [run.supervisor for run in runs if run.supervisor]
+            await run.handle.terminate(self.settings.cancel_grace_seconds)
+        supervisors = [run.supervisor for _, run in runs if run.supervisor]
         if supervisors:
             _, pending = await asyncio.wait(supervisors, timeout=self.settings.cancel_grace_seconds)
-            for run in runs:
+            for _, run in runs:
                 if run.supervisor in pending:
-                    _kill_group(run.proc.pid, signal.SIGKILL)
+                    await run.handle.kill()
             if pending:
                 await asyncio.wait(pending, timeout=10)
 
@@ -220,8 +256,10 @@ class JobManager:
         key = idempotency_key.strip()
         if key and key in self._by_key:
             return await self._resubmit(self.jobs[self._by_key[key]], spec)
-        cuda = await asyncio.to_thread(self._cuda_devices) if spec.num_devices > 1 else None  # imports torch
-        manifest = await asyncio.to_thread(validate_spec, spec, cuda_devices=cuda)
+        if spec.num_devices > 1:
+            await self._prepare()  # the local launcher counts its GPUs (importing torch)
+        cuda = self.launcher.gpu_limit() if spec.num_devices > 1 else None
+        manifest = await asyncio.to_thread(validate_spec, spec, cuda_devices=cuda, roots=self.roots)
         async with self._lock:
             if key and key in self._by_key:  # a racing submit with the same key won
                 return await self._resubmit(self.jobs[self._by_key[key]], spec)
@@ -236,7 +274,15 @@ class JobManager:
                 dataset=dataclasses.asdict(manifest),
                 progress=Progress(total_steps=spec.recipe.max_steps),
             )
-            self._commit(job)
+            try:
+                self._commit(job)
+            except Exception as exc:  # nothing half-made stays behind: no phantom job, the key stays free
+                self.jobs.pop(job.id, None)
+                shutil.rmtree(self.store.job_dir(job.id), ignore_errors=True)
+                self._update_metrics()
+                if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise ResourceExhausted(f"no space left to save the job: {exc.strerror}") from exc
+                raise
             self._by_key[job.idempotency_key] = job.id
         log.info(json.dumps({"event": "submitted", "job": job.id, "rows": manifest.rows}))
         self._wakeup.set()
@@ -255,9 +301,11 @@ class JobManager:
         if job.state == JobState.QUEUED:
             job.state, job.finished_at, job.error = JobState.CANCELLED, utcnow(), "cancelled before it started"
             self._commit(job)
+        elif job.state == JobState.RUNNING and job_id in self._starting:
+            self._cancel_on_start.add(job_id)  # `_launch` stops it as soon as it has started
         elif job.state == JobState.RUNNING and (run := self._runs.get(job_id)):
             run.cancel = True
-            self._terminate(run)
+            await run.handle.terminate(self.settings.cancel_grace_seconds)
             if run.supervisor:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(run.supervisor), self.settings.cancel_grace_seconds + 10)
@@ -347,11 +395,31 @@ class JobManager:
             self._wakeup.clear()
             queued = sorted((j for j in self.jobs.values() if j.state == JobState.QUEUED), key=lambda j: j.created_at)
             for job in queued:
+                if job.state != JobState.QUEUED:  # cancelled while an earlier job was being launched
+                    continue
                 if len(self._runs) >= self.settings.max_concurrent_jobs:
                     break
-                self._launch(job)
+                reservation = self.launcher.reserve(job)
+                if reservation is None:
+                    break  # first in, first out: the head waits for its devices, nobody overtakes it
+                try:
+                    await self._launch(job, reservation)
+                except Exception as exc:  # the loop outlives any one job: that job fails, with the reason
+                    self._launch_failed(job, exc)
 
-    def _launch(self, job: Job) -> None:
+    def _launch_failed(self, job: Job, exc: Exception) -> None:
+        log.exception("launching %s failed", job.id)
+        self._starting.discard(job.id)
+        self.launcher.release(job.id)
+        job.state, job.finished_at = JobState.FAILED, utcnow()
+        job.error = f"could not launch the worker: {exc}"[:2000]
+        try:
+            self._commit(job)
+        except Exception:  # the state disk is full too: the job is FAILED in memory, and watchers are told why
+            log.exception("saving %s failed", job.id)
+            self._publish(job.id, job.model_copy(deep=True))
+
+    async def _launch(self, job: Job, reservation: object) -> None:
         work = self.store.work_dir(job.id)
         work.mkdir(parents=True, exist_ok=True)
         for name in ("progress.jsonl", "result.json", "error.json"):
@@ -371,63 +439,64 @@ class JobManager:
             prior_wall_seconds=job.wall_seconds,
             created_at=job.created_at,
         )
+        task = self.launcher.adapt(task, reservation)
         write_file_atomically(work / "task.json", [dumps_json(task.model_dump(mode="json"))])
         log_path = work / f"worker-{attempt}.log"
-        command = worker_command(work, num_devices=job.spec.num_devices, python=self.settings.worker_python)
-        job.attempts, job.error = attempt, ""
+        # RUNNING from here on, so nobody launches it twice; a cancel meanwhile stops it once it has started.
+        job.state, job.attempts, job.error = JobState.RUNNING, attempt, ""
+        self._starting.add(job.id)
         try:
-            with open(log_path, "ab") as out:
-                proc = subprocess.Popen(
-                    command,
-                    cwd=work,
-                    env=self._worker_env(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own process group: cancel reaches accelerate's children too
-                )
-        except OSError as exc:
-            job.state, job.finished_at, job.error = JobState.FAILED, utcnow(), f"could not start the worker: {exc}"
+            handle = await self.launcher.start(job, task, work, log_path, reservation)
+        except Exception as exc:  # OSError locally; an API error from Kubernetes
+            log.exception("starting %s failed", job.id)
+            self.launcher.release(job.id)
+            job.state, job.finished_at = JobState.FAILED, utcnow()
+            job.error = f"could not start the worker: {exc}"[:2000]
             self._commit(job)
             return
-        job.state, job.worker_pid = JobState.RUNNING, proc.pid
+        finally:
+            self._starting.discard(job.id)
+        job.worker_pid = handle.pid
         job.started_at = job.started_at or utcnow()
         self._commit(job)
+        run = self._watch_run(job, handle, log_path)
+        log.info(json.dumps({"event": "worker_started", "job": job.id, "attempt": attempt, "worker": handle.name}))
+        if job.id in self._cancel_on_start:
+            self._cancel_on_start.discard(job.id)
+            run.cancel = True
+            await handle.terminate(self.settings.cancel_grace_seconds)
+
+    def _watch_run(self, job: Job, handle: WorkerHandle, log_path: Path) -> _Run:
+        work = self.store.work_dir(job.id)
         run = _Run(
-            proc=proc, started=time.monotonic(), reader=ProgressReader(work / "progress.jsonl"), log_path=log_path
+            handle=handle, started=time.monotonic(), reader=ProgressReader(work / "progress.jsonl"), log_path=log_path
         )
         self._runs[job.id] = run
         run.supervisor = asyncio.create_task(self._supervise(job.id, run), name=f"trainer-{job.id}")
-        log.info(json.dumps({"event": "worker_started", "job": job.id, "attempt": attempt, "pid": proc.pid}))
-
-    def _worker_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", HF_HUB_DISABLE_TELEMETRY="1")
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-        if self.settings.torch_threads:
-            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.settings.torch_threads)
-        return env
-
-    def _terminate(self, run: _Run) -> None:
-        _kill_group(run.proc.pid, signal.SIGTERM)
-        loop = asyncio.get_running_loop()
-        loop.call_later(
-            self.settings.cancel_grace_seconds,
-            lambda: run.proc.poll() is None and _kill_group(run.proc.pid, signal.SIGKILL),
-        )
+        return run
 
     async def _supervise(self, job_id: str, run: _Run) -> None:
+        failures = 0
         try:
             while True:
+                try:
+                    rc = await run.handle.poll()
+                    failures = 0
+                except Exception:
+                    failures += 1
+                    if failures > POLL_FAILURES_TOLERATED:
+                        raise
+                    log.warning("polling %s failed (%d in a row)", job_id, failures, exc_info=True)
+                    rc = None
                 self._apply_events(job_id, run)
-                if run.proc.poll() is not None:
+                if rc is not None:
                     break
-                await asyncio.sleep(self.settings.poll_interval_seconds)
-            self._apply_events(job_id, run)
-            self._finish(job_id, run)
+                await asyncio.sleep(max(self.settings.poll_interval_seconds, self.launcher.min_poll_seconds))
+            self._finish(job_id, run, rc)
         except Exception:
             log.exception("supervising %s failed", job_id)
-            _kill_group(run.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                await run.handle.kill()
             job = self.jobs[job_id]
             job.state, job.finished_at, job.error = (
                 JobState.FAILED,
@@ -437,6 +506,7 @@ class JobManager:
             self._commit(job)
         finally:
             self._runs.pop(job_id, None)
+            self.launcher.release(job_id)
             self._wakeup.set()
 
     def _apply_events(self, job_id: str, run: _Run) -> None:
@@ -466,10 +536,9 @@ class JobManager:
             self.store.save(job)
             run.last_persist = now
 
-    def _finish(self, job_id: str, run: _Run) -> None:
+    def _finish(self, job_id: str, run: _Run, rc: int) -> None:
         job = self.jobs[job_id]
         work = self.store.work_dir(job_id)
-        rc = run.proc.returncode
         job.wall_seconds += time.monotonic() - run.started
         job.worker_pid = None
         result_path, error_path = work / "result.json", work / "error.json"
@@ -500,11 +569,3 @@ class JobManager:
             job.error = f"attempt {job.attempts} failed at step {job.progress.step}: {reason}"[:4000]
         self._commit(job)
         log.info(json.dumps({"event": "worker_finished", "job": job_id, "state": job.state.value, "rc": rc}))
-
-
-def _cuda_device_count() -> int:
-    try:
-        import torch
-    except ImportError:
-        return 0
-    return torch.cuda.device_count()

@@ -12,10 +12,12 @@ async def build(server: ServerSettings, settings: TrainerSettings) -> list[Regis
     """Starts the job manager (reloading persisted jobs) on the server's loop."""
     from polyglot.v1 import trainer_pb2_grpc
 
+    from services.common.store import StoreRoots
     from services.trainer.jobs import JobManager
     from services.trainer.servicer import TrainerServicer
 
-    manager = JobManager(settings)
+    # Callers' file:// URIs stay under the trainer's state directory and its store (or POLYGLOT_FILE_ROOTS).
+    manager = JobManager(settings, roots=StoreRoots.for_service(server, settings.state_dir))
     await manager.start()
     return [
         Registration(

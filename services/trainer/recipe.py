@@ -8,11 +8,14 @@ checkpoint), so the study config and a job spec can never disagree about a defau
 
 The loss covers the whole Guanaco text (`### Human: … ### Assistant: …`, every turn): the data is a
 language-modelling dataset with one `text` field, so TRL computes the loss on every non-padding token.
-Padding uses the EOS token, as the paper's (QLoRA) code does.
+Padding uses the EOS token, as the paper's (QLoRA) code does. With `padding_free` (the default) nothing is
+padded: a batch's sequences are laid end to end, position ids restart at each one and attention stays inside
+it, so the batches, the loss and the gradients are the padded run's up to float rounding, at no padding cost.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from typing import Any, Literal
 
@@ -58,9 +61,12 @@ class TrainingRecipe(TrainingConfig):
 
         TRL 1.16 defaults to bf16 and activation checkpointing; on CPU both are switched off and `use_cpu`
         set (otherwise it refuses to start). `max_length` truncates (keep the start); no packing, so each
-        row is one sequence, as in the paper.
+        row is one sequence, as in the paper. Padding-free batching is not switched on here but through
+        `data_collator` (TRL's own `padding_free` refuses a `max_length`, whose truncation we keep).
         """
         on_gpu = device == "cuda"
+        model_init: dict[str, Any] = {"dtype": "bfloat16" if on_gpu and bf16 else "float32"}
+        model_init["attn_implementation"] = attention_implementation(device)
         return {
             "output_dir": output_dir,
             "max_steps": self.max_steps,
@@ -86,15 +92,37 @@ class TrainingRecipe(TrainingConfig):
             "save_steps": self.checkpoint_every,
             "save_total_limit": keep_checkpoints,
             "report_to": "none",
-            "include_num_input_tokens_seen": "non_padding",
+            # Padding-free batches hold no padding (and no attention mask to count by), so every token counts.
+            "include_num_input_tokens_seen": "all" if self.padding_free else "non_padding",
+            "train_sampling_strategy": "group_by_length" if self.group_by_length else "random",
             "disable_tqdm": True,
             "dataloader_num_workers": 0,
             "use_cpu": not on_gpu,
             "bf16": on_gpu and bf16,
             "fp16": False,
             "activation_checkpointing": on_gpu,
-            "model_init_kwargs": {"dtype": "bfloat16" if on_gpu and bf16 else "float32"},
+            "model_init_kwargs": model_init,
         }
+
+    def data_collator(self, pad_token_id: int):
+        """The batch builder `SFTTrainer` gets: TRL's padding-free collator (sequences end to end, position ids
+        restarting at each, the first label of each masked as a shift would) or None for TRL's padded default.
+
+        Given as a collator rather than `SFTConfig(padding_free=True)`, which TRL refuses together with
+        `max_length` although its dataset preparation truncates either way."""
+        if not self.padding_free:
+            return None
+        from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+        return DataCollatorForLanguageModeling(pad_token_id=pad_token_id, padding_free=True)
+
+    def train_columns(self, texts: list[str], tokenizer: Any) -> dict[str, list]:
+        """The columns of the dataset `SFTTrainer` gets. With `append_eos`, the texts: TRL tokenises them and appends
+        EOS. Without, the texts tokenised here exactly as TRL would (`tokenizer(text=...)`, BOS included): TRL leaves
+        an `input_ids` dataset as it is (no EOS added), then builds labels and truncates it as usual."""
+        if self.append_eos:
+            return {"text": list(texts)}
+        return {"input_ids": [list(tokenizer(text=text)["input_ids"]) for text in texts]}
 
     def accumulation_field_error(self, devices: int) -> InvalidArgument | None:
         try:
@@ -102,6 +130,15 @@ class TrainingRecipe(TrainingConfig):
         except ValueError as exc:
             return InvalidArgument(str(exc), field=f"{HYPERPARAMETERS_FIELD}.effective_batch_size")
         return None
+
+
+def attention_implementation(device: str) -> str:
+    """FlashAttention 2 (varlen kernels: padding-free attention costs sum(len²), bit-for-bit per sequence)
+    on a GPU where `flash_attn` is installed; otherwise PyTorch SDPA, where transformers turns the restarting
+    position ids into a block-diagonal mask (exact, but attention then spans the whole concatenated batch)."""
+    if device == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
 
 
 def build_recipe(

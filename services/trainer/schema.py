@@ -6,11 +6,12 @@ store persists them as JSON, so a job survives a service restart.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from services.common.config import config_hash
 from services.trainer.recipe import TrainingRecipe
@@ -33,6 +34,9 @@ class JobState(StrEnum):
 
 
 class Progress(BaseModel):
+    """What a worker last reported. A diverged run reports a NaN or infinite loss: in a job's JSON record it is
+    written as the string `"nan"`/`"inf"` (strict JSON has no such number) and read back as the float."""
+
     step: int = 0
     total_steps: int = 0
     loss: float = 0.0
@@ -40,6 +44,10 @@ class Progress(BaseModel):
     tokens_per_second: float = 0.0
     eta_seconds: float = 0.0
     epoch: float = 0.0
+
+    @field_serializer("*", when_used="json")
+    def _non_finite_as_text(self, value: Any) -> Any:
+        return str(value) if isinstance(value, float) and not math.isfinite(value) else value
 
 
 class Artifact(BaseModel):

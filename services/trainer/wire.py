@@ -93,12 +93,14 @@ def state_to_proto(state: JobState) -> int:
     return pb.JobState.Value(f"JOB_STATE_{state.value}")
 
 
-def state_from_proto(value: int) -> JobState:
-    name = pb.JobState.Name(value).removeprefix("JOB_STATE_")
+def state_from_proto(value: int, *, field: str = "states") -> JobState:
+    """The job state of an enum number; a number the enum does not name (proto3 keeps unknown values) or
+    UNSPECIFIED is INVALID_ARGUMENT."""
     try:
-        return JobState(name)
+        return JobState(pb.JobState.Name(value).removeprefix("JOB_STATE_"))
     except ValueError:
-        raise InvalidArgument(f"not a job state: {name}", field="states") from None
+        known = ", ".join(f"{state_to_proto(s)} ({s.value})" for s in JobState)
+        raise InvalidArgument(f"{value} is not a job state; one of {known}", field=field) from None
 
 
 def progress_to_proto(progress: Progress) -> pb.Progress:

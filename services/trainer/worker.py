@@ -1,6 +1,7 @@
 """The worker: one process per job attempt, running TRL's SFTTrainer with a PEFT LoRA adapter.
 
     python -m services.trainer.worker <work_dir>          # reads <work_dir>/task.json
+    python -m services.trainer.worker <work_dir> --report-uri s3://bucket/out/_trainer/attempt-1
 
 Running training in its own process means a crash (OOM, a CUDA fault, a SIGKILL) ends the job, never the
 service. The worker talks to the service only through files in its work directory:
@@ -8,6 +9,13 @@ service. The worker talks to the service only through files in its work director
 - `progress.jsonl`: one JSON event per line (`start`, `log`, `checkpoint`, `done`, `error`), appended as
   training goes (the service tails it and streams it out through WatchJob);
 - `result.json` (success) or `error.json` (failure), written atomically before exiting.
+
+With `--report-uri` (a worker in a Kubernetes Job of its own, `k8s_launcher.py`) it first fetches
+`task.json` from that artifact-store prefix if the work directory lacks it, and mirrors the files above
+there (progress every few seconds, the result last), where the service reads them.
+
+It trains on `POLYGLOT_TRAINER_DEVICE` (`cuda`, `cpu`, or `auto` = the GPUs if torch sees any), which the
+service sets with the devices it handed this job (`CUDA_VISIBLE_DEVICES`, `OMP_NUM_THREADS`).
 
 Checkpoints go to the artifact store (`<output_uri>/checkpoints/checkpoint-<step>/`), and
 `checkpoints/latest.json` is written only after a checkpoint is complete, so a worker killed mid-upload
@@ -20,6 +28,7 @@ Under `accelerate launch` (several GPUs) every rank runs this module; rank 0 alo
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -33,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.errors import NotFound
-from services.common.store import cached_dir, fetch_dir_cached, open_object, open_store
+from services.common.store import cached_dir, fetch_dir_cached, open_object, open_store, retrying
 from services.common.store.base import ArtifactStore, dumps_json, sha256_file, write_file_atomically
 from services.trainer.schema import WorkerTask
 
@@ -59,9 +68,49 @@ class EventWriter:
             f.write(line + "\n")
             f.flush()
 
+    def store_retry(self, error: BaseException, attempt: int) -> None:
+        """A store operation failed for an outage and will be tried again (`retrying`'s `on_retry`)."""
+        self.write("store_retry", attempt=attempt, error=str(error)[:300])
+
 
 def write_json_atomically(path: Path, obj: Any) -> None:
     write_file_atomically(path, [dumps_json(obj)])
+
+
+class StoreMirror:
+    """Copies the report files of the work directory to an artifact-store prefix: progress every `every`
+    seconds while training, everything once more on `close` (progress before the result, so a reader that
+    sees the result has every event)."""
+
+    FILES = ("progress.jsonl", "result.json", "error.json")
+
+    def __init__(self, uri: str, work_dir: Path, every: float = 2.0):
+        self.store, self.work_dir, self.every = retrying(open_store(uri)), work_dir, every
+        self._sizes: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="report-mirror", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def push(self, name: str) -> None:
+        path = self.work_dir / name
+        if not path.exists() or self._sizes.get(name) == path.stat().st_size:
+            return
+        size = path.stat().st_size
+        self.store.put_file(name, path)
+        self._sizes[name] = size
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            with contextlib.suppress(Exception):  # a store hiccup: the next round or `close` catches up
+                self.push("progress.jsonl")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        for name in self.FILES:
+            self.push(name)
 
 
 def start_watchdog(parent_pid: int, interval: float = 1.0) -> None:
@@ -101,7 +150,7 @@ def fetch_dataset(task: WorkerTask, data_dir: Path, download: bool) -> Path:
     dest = data_dir / f"{expected or 'dataset'}.jsonl"
     if download and not dest.exists():
         store, key = open_object(task.spec.dataset_uri)
-        store.get_file(key, dest)
+        retrying(store).get_file(key, dest)
         actual, _ = sha256_file(dest)
         if expected and actual != expected:
             dest.unlink()
@@ -113,7 +162,7 @@ def fetch_base_model(task: WorkerTask, download: bool) -> str:
     ref = task.spec.base_model
     if "://" not in ref:
         return ref  # a local directory or a hub id (resolved from the HF cache when offline)
-    store, cache = open_store(ref), Path(task.cache_dir) / "base-models"
+    store, cache = retrying(open_store(ref)), Path(task.cache_dir) / "base-models"
     # Ranks other than 0 only need the path: rank 0 fetches while they wait.
     return str(fetch_dir_cached(store, "", cache) if download else cached_dir(store, "", cache))
 
@@ -239,7 +288,8 @@ def train(task: WorkerTask, work_dir: Path, events: EventWriter, rank: int, worl
     from services.trainer.dataset import DatasetManifest, load_texts
 
     spec, recipe = task.spec, task.spec.recipe
-    store = open_store(spec.output_uri)
+    # Every store operation rides out an outage (POLYGLOT_STORE_RETRY_SECONDS, default 60 s), each retry an event.
+    store = retrying(open_store(spec.output_uri), on_retry=events.store_retry)
     run_dir = work_dir / "run"
     with main_process_first(world):
         if rank == 0:
@@ -248,7 +298,9 @@ def train(task: WorkerTask, work_dir: Path, events: EventWriter, rank: int, worl
         base_model = fetch_base_model(task, download=rank == 0)
         resume_dir, resume_step = fetch_checkpoint(task, store, run_dir, download=rank == 0)
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    from services.trainer.devices import resolve_kind
+
+    device = resolve_kind(os.environ.get("POLYGLOT_TRAINER_DEVICE", "auto"), torch.cuda.device_count())
     bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     tokenizer.pad_token = tokenizer.eos_token  # the paper's (QLoRA's) choice; Llama has no pad token
@@ -261,8 +313,9 @@ def train(task: WorkerTask, work_dir: Path, events: EventWriter, rank: int, worl
     trainer = SFTTrainer(
         model=base_model,
         args=args,
-        train_dataset=Dataset.from_dict({"text": texts}),
+        train_dataset=Dataset.from_dict(recipe.train_columns(texts, tokenizer)),
         processing_class=tokenizer,
+        data_collator=recipe.data_collator(tokenizer.pad_token_id),
         peft_config=LoraConfig(**recipe.lora_kwargs()),
         callbacks=make_callbacks(task, events, store),
     )
@@ -321,14 +374,22 @@ def train(task: WorkerTask, work_dir: Path, events: EventWriter, rank: int, worl
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m services.trainer.worker <work_dir>", file=sys.stderr)
-        return 2
-    work_dir = Path(argv[0]).resolve()
-    task = WorkerTask.model_validate_json((work_dir / "task.json").read_text(encoding="utf-8"))
+    parser = argparse.ArgumentParser(prog="python -m services.trainer.worker")
+    parser.add_argument("work_dir", type=Path)
+    parser.add_argument("--report-uri", help="artifact-store prefix to fetch task.json from and report to")
+    args = parser.parse_args(argv)
+    work_dir = args.work_dir.resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    start_watchdog(task.parent_pid)
+    with main_process_first(world):
+        if args.report_uri and rank == 0 and not (work_dir / "task.json").exists():
+            retrying(open_store(args.report_uri)).get_file("task.json", work_dir / "task.json")
+    task = WorkerTask.model_validate_json((work_dir / "task.json").read_text(encoding="utf-8"))
+    if task.parent_pid > 0:  # a worker in a Kubernetes Job has no parent to outlive
+        start_watchdog(task.parent_pid)
+    mirror = StoreMirror(args.report_uri, work_dir) if args.report_uri and rank == 0 else None
+    if mirror:
+        mirror.start()
     events = EventWriter(work_dir / "progress.jsonl", enabled=rank == 0)
     try:
         result = train(task, work_dir, events, rank, world)
@@ -339,10 +400,14 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(Exception):
                 events.write("error", message=message)
         traceback.print_exc()
+        if mirror:
+            mirror.close()
         return 1
     if rank == 0 and result is not None:
         write_json_atomically(work_dir / "result.json", result)
         events.write("done", **result)
+    if mirror:
+        mirror.close()
     return 0
 
 

@@ -185,8 +185,27 @@ def test_report_has_every_task_figures_and_tables(uninterrupted):
         assert list((uninterrupted / "figures").glob(f"*{task}*.svg")), f"no {task} svg figure"
     assert "pipeline check" in html.lower()
     rows = json.loads((uninterrupted / "aggregate.json").read_text())["rows"]
-    assert {r["task"] for r in rows} == {"chat", "xquad", "xcsqa", "xnli"}
+    assert {r["task"] for r in rows} == {"chat", "xquad", "xcsqa", "xnli", "confusion"}
     assert {r["mix"] for r in rows} == {"mono", "multi-2"}
+
+
+def test_report_has_the_confusion_table_matrix_and_figure_and_line_confusion_of_every_generation_task(
+    uninterrupted,
+):
+    """The confusion task's LPR table and bar figure (one per setting), its matrix of failing lines with a
+    heatmap, and the line-confusion summary of the other generation tasks, in both report formats."""
+    html = (uninterrupted / "report.html").read_text()
+    md = (uninterrupted / "report.md").read_text()
+    figures = uninterrupted / "figures"
+    for setting in ("monolingual", "crosslingual"):
+        assert f'id="tiny-llama-confusion-{setting}-lpr"' in html  # the per-language LPR table
+        assert (figures / f"tiny-llama-confusion-{setting}-lpr.svg").is_file()
+        assert f'id="tiny-llama-confusion-{setting}-confusion-matrix"' in html
+        assert (figures / f"tiny-llama-confusion-{setting}-confusion-matrix.png").is_file()
+        assert f"figures/tiny-llama-confusion-{setting}-confusion-matrix.png" in md
+    assert "(confusion matrix)" in md and 'id="line-confusion"' in html
+    for task in ("chat", "xquad", "xcsqa"):  # each reply's line check, in its samples and summarised
+        assert re.search(rf'id="tiny-llama-{task}-(?:[a-z-]+-)?line-confusion"', html), task
 
 
 def test_every_shard_logs_a_sample_per_item_and_polyglot_samples_lists_them(study, uninterrupted):
@@ -303,7 +322,7 @@ def test_a_failing_judge_fails_the_study_naming_the_share_and_a_tolerated_share_
 
     def flaky(request):
         number = seen.setdefault(request.text, len(seen))  # the same reply fails again on a retry
-        return Error(500) if number % 3 == 0 else grade_reply()
+        return Error(422) if number % 3 == 0 else grade_reply()
 
     endpoint = ScriptedOpenAIServer(default=flaky)
     with endpoint, running_judge(judge_settings_factory(endpoint.base_url, max_attempts=2, cache=False)) as judge:

@@ -69,7 +69,7 @@ class Lid:
 def judged_shard(tmp_path, openai_server, judge_settings_factory):
     """A stored chat shard of N_ITEMS in es, with two judge errors, one unparsable verdict, one refusal."""
     for i in FAILING:
-        openai_server.script(reply(i), Error(500), repeat_last=True)
+        openai_server.script(reply(i), Error(422), repeat_last=True)
     openai_server.script(reply(UNPARSABLE), Reply("I would rather not say."), repeat_last=True)
     store_uri = (tmp_path / "store").as_uri()
     cfg = load_config(

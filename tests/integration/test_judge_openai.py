@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from services.common.errors import Unavailable
 from services.judge.records import REPAIR_SEPARATOR, GradeItem, GradeJob, Outcome
 from services.judge.translation import TranslateJob
 from tests.fixtures.judge import TEST_API_KEY, Error, Raw, Reply, grade_reply, oasst_replies
@@ -73,15 +74,17 @@ async def test_httpx_transport_retries_too(openai_server, make_judge):
     assert openai_server.count == 4
 
 
-async def test_exhausted_retries_are_an_error_and_not_cached(openai_server, make_judge):
-    openai_server.script("question 3", Error(503), repeat_last=True)
+async def test_exhausted_retries_fail_the_call_retryably_and_the_rest_is_cached(openai_server, make_judge):
+    # Issue 19, row 7: an outage is not an ERROR item a study would store as done, but UNAVAILABLE.
+    openai_server.script("question 3", Error(503), Error(503), Error(503), grade_reply(5))
     judge = make_judge(openai_server.base_url, max_attempts=3)
-    record = (await judge.grade(GradeJob([en_item(3)]))).records[0]
-    assert record.outcome is Outcome.ERROR and record.score == 0
-    assert record.error.code == "UNAVAILABLE" and "3 attempts" in record.error.message
-    assert openai_server.count == 3
-    await judge.grade(GradeJob([en_item(3)]))
-    assert openai_server.count == 6  # a rerun tries again
+    with pytest.raises(Unavailable, match=r"1 of 2 items were not graded .*items\[0\]: gave up after 3 attempts"):
+        await judge.grade(GradeJob([en_item(3), en_item(12)]))
+    assert openai_server.count == 4  # three attempts for item 0, one for item 1
+    again = await judge.grade(GradeJob([en_item(3), en_item(12)]))  # the retry pays only for the missing one
+    assert [(r.outcome, r.score, r.cached) for r in again.records] == [(Outcome.GRADED, 5, False),
+                                                                        (Outcome.GRADED, 4, True)]  # fmt: skip
+    assert openai_server.count == 5
 
 
 async def test_rejected_key_fails_the_item_at_once_without_leaking_it(openai_server, make_judge):

@@ -56,7 +56,8 @@ def test_bad_input_fails_the_stream_too(client, openai_server):
 
 
 def test_template_without_placeholders_from_a_uri(client, tmp_path):
-    path = tmp_path / "rubric.txt"
+    path = tmp_path / "store" / "rubric.txt"  # the judge's store is one of its template roots
+    path.parent.mkdir(exist_ok=True)
     path.write_text("Rate the answer to {{prompt}} from 1 to 6.", encoding="utf-8")
     with pytest.raises(InvalidArgument, match=r"^template: .*\{\{response\}\}"):
         client.grade([good(0)], template=path.as_uri())
@@ -101,3 +102,21 @@ def test_missing_lid_without_response_language_is_a_failed_precondition(openai_s
             client.grade([good(0)])
         graded = client.grade([GradeItem("Q?", "An answer in English.", "en", response_language="en")])
         assert graded.records[0].outcome is Outcome.GRADED
+
+
+def test_an_outage_ends_the_stream_unavailable_after_the_finished_items(openai_server, judge_settings_factory):
+    from services.common.errors import Unavailable
+    from tests.fixtures.judge import Error
+
+    openai_server.script("Question 1?", Error(503), repeat_last=True)
+    settings = judge_settings_factory(openai_server.base_url, max_attempts=2)
+    items = [GradeItem(f"Question {n}?", "An answer in English.", "en", response_language="en") for n in range(3)]
+    received = []
+    with (
+        running_judge(settings) as address,
+        JudgeClient(address) as client,
+        pytest.raises(Unavailable, match=r"1 of 3 items were not graded"),
+    ):
+        for record in client.grade_stream(items):
+            received.append(record)
+    assert sorted(r.index for r in received) == [0, 2] and all(r.outcome is Outcome.GRADED for r in received)

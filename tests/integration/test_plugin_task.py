@@ -109,7 +109,7 @@ def generator_address(tiny_llama_dir, tmp_path_factory):
 
 
 def test_a_plugin_task_runs_through_plan_evaluate_aggregate_report(
-    tmp_path, shared_dir, llama2_tokenizer_dir, generator_address
+    tmp_path, shared_dir, llama2_tokenizer_dir, generator_address, lid_identifier
 ):
     from flows.aggregate import aggregate
     from flows.config import load_config
@@ -145,7 +145,8 @@ def test_a_plugin_task_runs_through_plan_evaluate_aggregate_report(
     shards = plan_shards(cfg, models, evalsets)
     assert {s.seed for s in shards if s.task == "xnli"} == {0}  # log-likelihood: one seed
     with GeneratorClient(generator_address, timeout=300) as generator:
-        keys = [evaluate_shard(cfg, store, SimpleNamespace(generator=generator), shard) for shard in shards]
+        clients = SimpleNamespace(generator=generator, lid=lid_identifier)  # lid: the replies' line checks
+        keys = [evaluate_shard(cfg, store, clients, shard) for shard in shards]
     records = [record for key in keys for record in read_shard(store, key)]
 
     aggregated = aggregate(records, cfg.report)

@@ -187,8 +187,9 @@ def page(tmp_path_factory) -> Iterator[Page]:
 def test_every_image_loads_and_nothing_overflows(page, report, width):
     page.open(report.as_uri(), width)
     state = page.evaluate(CHECK_PAGE)
-    # Figures: helpfulness, lang_match = tgt_lang (one chart), xnli accuracy; and the card's loss curve.
-    assert len(state["images"]) == 4, state["images"]
+    # Figures: helpfulness, lang_match = tgt_lang (one chart), xnli accuracy, the agreement heatmap (mix ×
+    # language); and the card's loss curve.
+    assert len(state["images"]) == 5, [image["alt"] for image in state["images"]]
     for image in state["images"]:
         assert image["complete"] and image["natural"] > 0, image
         assert image["shown"] <= image["room"] + 1, image  # scaled to fit, never cropped

@@ -149,3 +149,38 @@ def test_with_a_judge_chat_gets_helpfulness_and_the_gate(paper_files, tmp_path, 
     assert [r["metrics"]["helpfulness"] for r in records] == [4.0, 1.0, 4.0]
     assert [r["outcome"] for r in records] == ["ok", "language_mismatch", "ok"]
     assert openai_server.count == 2
+
+
+def test_x_csqa_outputs_score_the_extracted_letter(tmp_path):
+    """Our schema (options as a list) and the published X-CSQA record (question.choices, answerKey) both load."""
+    options = ["Haus", "Baum", "Auto"]
+    published = {"id": "q3", "question": {"stem": "Was?", "choices": [
+        {"label": "B", "text": "Baum"}, {"label": "A", "text": "Haus"}, {"label": "C", "text": "Auto"}]},
+        "answerKey": "A"}  # fmt: skip
+    path = write_jsonl(
+        tmp_path / "xcsqa.jsonl",
+        [
+            {"task": "xcsqa", "language": "de", "model": "m", "id": "q1", "reply": " B", "answers": "B",
+             "choices": options},
+            {"task": "xcsqa", "language": "de", "model": "m", "id": "q2", "reply": "Auto", "answers": "B",
+             "choices": options},
+            published | {"task": "xcsqa", "language": "de", "model": "m", "reply": "A: Haus"},
+        ],  # fmt: skip
+    )
+    out = tmp_path / "report"
+    run = CliRunner().invoke(app, ["score", str(path), "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    assert [(r["item_id"], r["metrics"]["accuracy"]) for r in results(out)] == [("q1", 1.0), ("q2", 0.0), ("q3", 1.0)]
+
+
+def test_x_csqa_needs_a_gold_letter_among_its_options(tmp_path):
+    path = write_jsonl(
+        tmp_path / "xcsqa.jsonl",
+        [{"task": "xcsqa", "language": "de", "model": "m", "reply": "A", "answers": "E", "choices": ["x", "y"]},
+         {"task": "xcsqa", "language": "de", "model": "m", "reply": "A", "answers": "A"}],  # fmt: skip
+    )
+    run = CliRunner().invoke(app, ["score", str(path), "--out", str(tmp_path / "report")])
+    assert run.exit_code == 2
+    text = " ".join(run.output.split())
+    assert ":1: answers: must be the gold letter, one of A, B" in text
+    assert ":2: choices:" in text

@@ -19,8 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
-from services.common.store import ArtifactStore, LocalStore, ObjectInfo, S3Store, open_store
+from services.common.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unavailable,
+)
+from services.common.store import ArtifactStore, LocalStore, ObjectInfo, S3Store, open_store, retrying
 from tests.fixtures.seaweedfs import S3Server, free_ports
 
 MiB = 1024 * 1024
@@ -389,6 +396,16 @@ def test_s3_unreachable_endpoint_is_unavailable_fast(tmp_path: Path):
     assert time.monotonic() - start < 5
 
 
+def test_s3_unreachable_endpoint_is_retried_for_the_window_then_unavailable():
+    (port,) = free_ports(1)  # nothing listens there
+    store = S3Store("bucket", endpoint=f"127.0.0.1:{port}", access_key="a", secret_key="b", max_retries=0)
+    retries: list[int] = []
+    patient = retrying(store, window_seconds=1.0, on_retry=lambda exc, n: retries.append(n))
+    with pytest.raises(Unavailable, match=f"cannot reach S3 at http://127.0.0.1:{port}"):
+        patient.put_bytes("k", b"x")
+    assert retries and retries == list(range(1, len(retries) + 1))
+
+
 def test_s3_missing_bucket(s3_server: S3Server):
     reader = s3_store(s3_server, "no-such-bucket-here", create_bucket=False)
     with pytest.raises(NotFound):
@@ -413,6 +430,18 @@ def test_s3_foreign_object_gets_a_hash(s3_server: S3Server, s3_bucket: str):
 
     s3_server.client().put_object(s3_bucket, "foreign", io.BytesIO(b"no metadata"), 11)
     assert s3_store(s3_server, s3_bucket).stat("foreign").sha256 == sha(b"no metadata")
+
+
+def test_directory_inputs_are_bounded_while_listed(store: ArtifactStore, tmp_path: Path):
+    for name in ("a", "b", "sub/c"):
+        store.put_bytes(f"model/{name}", b"1234")
+    assert store.size("model/sub/c") == 4
+    assert store.dir_keys("model") == ["model/a", "model/b", "model/sub/c"]
+    with pytest.raises(ResourceExhausted):
+        store.dir_keys("model", max_files=2)
+    with pytest.raises(ResourceExhausted):
+        store.get_dir("model", tmp_path / "copy", max_bytes=11)
+    assert not (tmp_path / "copy").exists()  # refused before anything was read
 
 
 # -- local only: the hash sidecar ---------------------------------------------------------------------

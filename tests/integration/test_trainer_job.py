@@ -30,6 +30,8 @@ def test_bad_input_is_refused_at_submit_naming_the_field(
         "output_uri": (tmp_path / "o").as_uri(),
     }
     empty = trainer_artifacts.put_bytes("datasets/empty/train.jsonl", b"").uri
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")  # a file where the output directory's parent should be
     not_chat = write_jsonl(
         trainer_artifacts, "datasets/not-chat/train.jsonl", [{"text": "### Human: a ### Assistant: b"}, {"text": "b"}]
     )
@@ -40,7 +42,8 @@ def test_bad_input_is_refused_at_submit_naming_the_field(
         ({"training": {"learning_rate": 0.0}}, errors.InvalidArgument, "spec.hyperparameters.learning_rate"),
         ({"base_model": "nobody/no-such-model"}, errors.InvalidArgument, "spec.base_model"),
         ({"base_model": str(tmp_path / "nothing")}, errors.NotFound, "spec.base_model"),
-        ({"output_uri": "file:///proc/polyglot/out"}, errors.InvalidArgument, "spec.output_uri"),
+        ({"output_uri": "file:///proc/polyglot/out"}, errors.PermissionDenied, "spec.output_uri"),  # outside roots
+        ({"output_uri": (blocker / "out").as_uri()}, errors.InvalidArgument, "spec.output_uri"),  # not writable
     ]
     with trainer_service() as address, TrainerClient(address) as client:
         for change, error, needle in cases:

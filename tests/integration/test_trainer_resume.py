@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from services.common.store import open_store
 from services.trainer.client import TrainerClient
 from services.trainer.schema import JobState, Progress
-from tests.fixtures.processes import alive
+from tests.fixtures.processes import alive, wait_until
 from tests.fixtures.trainer import TINY_RECIPE, guanaco_rows, write_jsonl
 
 pytestmark = pytest.mark.slow
@@ -24,16 +23,6 @@ pytestmark = pytest.mark.slow
 def _record(tmp_path: Path, job_id: str) -> dict:
     return json.loads((tmp_path / "trainer-state" / "jobs" / job_id / "job.json").read_text())
 
-
-
-def _wait_until(predicate, timeout: float = 240.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_killed_worker_resumes_from_its_s3_checkpoint_when_resubmitted(
@@ -51,7 +40,7 @@ def test_a_killed_worker_resumes_from_its_s3_checkpoint_when_resubmitted(
     }
     with trainer_service() as address, TrainerClient(address) as client:
         job = client.submit(**submit)
-        pid = _wait_until(lambda: _record(tmp_path, job.id)["worker_pid"], what="the worker's pid")
+        pid = wait_until(lambda: _record(tmp_path, job.id)["worker_pid"], what="the worker's pid")
         for event in client.watch(job.id, timeout=240):
             # Step 7 is logged after checkpoint 6 is in S3 (at each step the trainer logs, then saves).
             if isinstance(event, Progress) and event.step >= 7:
@@ -99,17 +88,17 @@ def test_stop_requeues_a_running_job_and_cancel_stops_running_and_queued_jobs(
 
     with trainer_service(max_concurrent_jobs=1) as address, TrainerClient(address) as client:
         first, second = submit(client, "first"), submit(client, "second")
-        _wait_until(lambda: client.get(first.id).state == JobState.RUNNING, what="first running")
+        wait_until(lambda: client.get(first.id).state == JobState.RUNNING, what="first running")
         assert client.get(second.id).state == JobState.QUEUED  # one job at a time
-        pid = _wait_until(lambda: _record(tmp_path, first.id)["worker_pid"], what="worker pid")
+        pid = wait_until(lambda: _record(tmp_path, first.id)["worker_pid"], what="worker pid")
     # The service stopped: its worker is gone and the job waits to resume.
     assert not alive(pid)
     record = _record(tmp_path, first.id)
     assert record["state"] == "QUEUED" and "service stopped" in record["error"]
 
     with trainer_service(max_concurrent_jobs=1) as address, TrainerClient(address) as client:
-        _wait_until(lambda: client.get(first.id).attempts == 2, what="first relaunched")
-        pid = _wait_until(lambda: _record(tmp_path, first.id)["worker_pid"], what="worker pid")
+        wait_until(lambda: client.get(first.id).attempts == 2, what="first relaunched")
+        pid = wait_until(lambda: _record(tmp_path, first.id)["worker_pid"], what="worker pid")
         assert client.cancel(second.id).state == JobState.CANCELLED
         cancelled = client.cancel(first.id)
         assert cancelled.state == JobState.CANCELLED and cancelled.finished_at is not None

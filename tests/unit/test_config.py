@@ -68,9 +68,9 @@ def test_smoke_config_loads_with_the_smoke_recipe(smoke):
     mixes = smoke.data.mixes
     assert (mixes.n, mixes.k, mixes.seed, mixes.build) == (160, 20, 42, ["mono", "multi-2", "multi-3"])
     assert smoke.seeds == [0, 42, 723]
-    assert list(smoke.evaluation.tasks) == ["chat", "xquad", "xcsqa", "xnli"]
+    assert list(smoke.evaluation.tasks) == ["chat", "xquad", "xcsqa", "xnli", "confusion"]
     for task in smoke.evaluation.tasks.values():
-        assert 4 <= len(task.languages) <= 6 and task.sample_size
+        assert 3 <= len(task.languages) <= 6 and task.sample_size
 
 
 def test_smoke_paths_resolve_against_the_file_and_exist(smoke, shared_dir):

@@ -51,7 +51,10 @@ IMAGES = {
     "flows": ("flows", None),
 }
 # Secrets the operator creates before applying (deploy/k8s/README.md); manifests only reference them.
-PRE_CREATED_SECRETS = {"polyglot-s3", "polyglot-openai", "polyglot-hf"}
+# overlays/gpu also needs the three of authentication (docs/security.md).
+PRE_CREATED_SECRETS = {
+    "polyglot-s3", "polyglot-openai", "polyglot-hf", "polyglot-tls", "polyglot-callers", "polyglot-tokens"
+}  # fmt: skip
 SECRETISH = re.compile(r"KEY|SECRET|PASSW|TOKEN|CREDENTIAL", re.IGNORECASE)
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 POD_SPEC_QUIRKS = ("completions", "parallelism")  # see flow_run_job below
@@ -240,10 +243,13 @@ def test_services_use_native_grpc_probes_on_their_grpc_port(overlay):
         if svc not in SERVICES:
             continue
         (c,) = _pod_template(d)["spec"]["containers"]
-        grpc_port = {p["name"]: p["containerPort"] for p in c["ports"]}["grpc"]
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        grpc_port = ports["grpc"]
         assert grpc_port == SERVICES[svc][0]
+        # With TLS on (overlays/gpu), kubelet's probes, which cannot speak TLS, ask the plaintext health port.
+        probed = ports.get("health", grpc_port)
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert c[probe].get("grpc", {}).get("port") == grpc_port, f"{name}:{d['metadata']['name']} {probe}"
+            assert c[probe].get("grpc", {}).get("port") == probed, f"{name}:{d['metadata']['name']} {probe}"
         # SIGTERM drains in-flight calls for the service's grace period: Kubernetes must wait longer.
         shared = _named(docs, "ConfigMap", "polyglot-env")["data"]
         own = _env(c).get(f"POLYGLOT_{svc.upper()}_GRACE_SECONDS", {}).get("value")
@@ -546,7 +552,8 @@ def test_service_image_serves_without_flows_on_the_address_the_manifests_probe(i
     for docs in rendered.values():
         (c,) = _named(docs, "Deployment", svc)["spec"]["template"]["spec"]["containers"]
         assert "command" not in c and "args" not in c, "the image's ENTRYPOINT and ENV are the whole command"
-        assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"grpc": port, "metrics": metrics}
+        named = {p["name"]: p["containerPort"] for p in c["ports"] if p["name"] != "health"}  # overlays/gpu's probes
+        assert named == {"grpc": port, "metrics": metrics}
         assert not {"POLYGLOT_HOST", "POLYGLOT_PORT", "POLYGLOT_METRICS_PORT"} & set(_env(c))
         shared = _named(docs, "ConfigMap", "polyglot-env")["data"]
         assert not {"POLYGLOT_HOST", "POLYGLOT_PORT", "POLYGLOT_METRICS_PORT"} & set(shared), "one per image"

@@ -203,3 +203,50 @@ def test_by_group_over_any_subset_skips_empty_groups():
         G.EXTREMELY_LOW: ("hi",),
         G.OTHER: ("ar",),
     }
+
+
+# ---- beyond the registry: every model label ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "canonical"),
+    [
+        ("da", "da"),  # ISO 639-1 outside the registry
+        ("dan", "da"),  # ISO 639-3 -> its ISO 639-1
+        ("__label__pol_Latn", "pl"),
+        ("kor_Hang", "ko"),
+        ("ind", "id"),
+        ("tgl_Latn", "tl"),  # the ISO table, not CLDR's replacement (fil)
+        ("hbs", "sh"),
+        ("zsm_Latn", "ms"),  # CLDR's macrolanguage rule, as for arb -> ar
+        ("wuu", "wuu"),  # no ISO 639-1: ISO 639-3 itself
+        ("ace_Arab", "ace"),
+        ("iw", "he"),  # a deprecated ISO 639-1 code becomes the current one
+        ("nob", "no"),  # the registry's own mapping wins
+    ],
+)
+def test_normalise_any_iso_code(code, canonical):
+    assert languages.normalise(code) == canonical
+
+
+@pytest.mark.parametrize("code", ["", "xx", "zz_Latn", "und", "not-a-language", "Deutsch", "d3"])
+def test_normalise_rejects_what_is_not_a_language_naming_the_field(code):
+    with pytest.raises(InvalidArgument) as caught:
+        languages.normalise(code, "items[4].expected_language")
+    assert caught.value.field == "items[4].expected_language"
+
+
+def test_every_openlid_label_normalises_with_its_script(shared_dir):
+    text = (shared_dir / "models/lid/openlid_languages.md").read_text(encoding="utf-8")
+    labels = re.findall(r"^\|\s*([a-z]{3}_[A-Z][a-z]{3})\s*\|", text, flags=re.M)
+    for label in labels:
+        lang = languages.lookup(label)
+        assert re.fullmatch(r"[a-z]{2,3}", lang.code) and re.fullmatch(r"[a-z]{3}", lang.iso639_3), label
+        assert languages.normalise(lang.code) == lang.code, label  # canonical codes are fixed points
+    assert languages.lookup("kor_Hang").iso639_3 == "kor" and languages.lookup("da").script == "Latn"
+
+
+def test_study_languages_keep_their_facts_through_lookup():
+    for lang in languages.STUDY_LANGUAGES:
+        assert languages.lookup(lang.openlid) is lang and languages.lookup(lang.iso639_3) is lang
+    assert languages.lookup("dan").group is G.OTHER and languages.lookup("dan").name == ""

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from polyglot.v1 import common_pb2 as polyglot_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpolyglot/v1/generator.proto\x12\x0bpolyglot.v1\x1a\x18polyglot/v1/common.proto\"\xc2\x01\n\x0fGenerateRequest\x12\x0f\n\x07prompts\x18\x01 \x03(\t\x12-\n\x08sampling\x18\x02 \x01(\x0b\x32\x1b.polyglot.v1.SamplingParams\x12\x0f\n\x07\x61\x64\x61pter\x18\x03 \x01(\t\x12\x17\n\x0fresponse_prefix\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x31\n\nstructured\x18\x06 \x01(\x0b\x32\x1d.polyglot.v1.StructuredOutput\"H\n\x10StructuredOutput\x12\x15\n\x0bjson_schema\x18\x01 \x01(\tH\x00\x12\x0f\n\x05regex\x18\x02 \x01(\tH\x00\x42\x0c\n\nconstraint\"\xcd\x01\n\x0eGenerateResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x15\n\rfinish_reason\x18\x03 \x01(\t\x12\x15\n\rprompt_tokens\x18\x04 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x05 \x01(\x05\x12\x18\n\x10truncated_tokens\x18\x06 \x01(\x05\x12\'\n\x06status\x18\x07 \x01(\x0b\x32\x17.polyglot.v1.ItemStatus\x12\x12\n\nrequest_id\x18\x08 \x01(\t\"2\n\tScoreItem\x12\x0f\n\x07\x63ontext\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontinuation\x18\x02 \x01(\t\"Z\n\x0cScoreRequest\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.polyglot.v1.ScoreItem\x12\x0f\n\x07\x61\x64\x61pter\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"}\n\x0bScoreResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0f\n\x07logprob\x18\x02 \x01(\x01\x12\x11\n\tis_greedy\x18\x03 \x01(\x08\x12\x12\n\nnum_tokens\x18\x04 \x01(\x05\x12\'\n\x06status\x18\x05 \x01(\x0b\x32\x17.polyglot.v1.ItemStatus\":\n\rScoreResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.polyglot.v1.ScoreResult\"/\n\x12LoadAdapterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\"$\n\x14UnloadAdapterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x17\n\x15UnloadAdapterResponse\"\x13\n\x11ListModelsRequest\"n\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0b\n\x03uri\x18\x03 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\x13\n\x0bmax_context\x18\x05 \x01(\x05\x12\x12\n\nbase_model\x18\x06 \x01(\t\"Y\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.polyglot.v1.ModelInfo\x12\x1b\n\x13max_loaded_adapters\x18\x02 \x01(\x05\x32\x8a\x03\n\x10GeneratorService\x12G\n\x08Generate\x12\x1c.polyglot.v1.GenerateRequest\x1a\x1b.polyglot.v1.GenerateResult0\x01\x12>\n\x05Score\x12\x19.polyglot.v1.ScoreRequest\x1a\x1a.polyglot.v1.ScoreResponse\x12\x46\n\x0bLoadAdapter\x12\x1f.polyglot.v1.LoadAdapterRequest\x1a\x16.polyglot.v1.ModelInfo\x12V\n\rUnloadAdapter\x12!.polyglot.v1.UnloadAdapterRequest\x1a\".polyglot.v1.UnloadAdapterResponse\x12M\n\nListModels\x12\x1e.polyglot.v1.ListModelsRequest\x1a\x1f.polyglot.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpolyglot/v1/generator.proto\x12\x0bpolyglot.v1\x1a\x18polyglot/v1/common.proto\"\xc2\x01\n\x0fGenerateRequest\x12\x0f\n\x07prompts\x18\x01 \x03(\t\x12-\n\x08sampling\x18\x02 \x01(\x0b\x32\x1b.polyglot.v1.SamplingParams\x12\x0f\n\x07\x61\x64\x61pter\x18\x03 \x01(\t\x12\x17\n\x0fresponse_prefix\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x31\n\nstructured\x18\x06 \x01(\x0b\x32\x1d.polyglot.v1.StructuredOutput\"H\n\x10StructuredOutput\x12\x15\n\x0bjson_schema\x18\x01 \x01(\tH\x00\x12\x0f\n\x05regex\x18\x02 \x01(\tH\x00\x42\x0c\n\nconstraint\"\xcd\x01\n\x0eGenerateResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x15\n\rfinish_reason\x18\x03 \x01(\t\x12\x15\n\rprompt_tokens\x18\x04 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x05 \x01(\x05\x12\x18\n\x10truncated_tokens\x18\x06 \x01(\x05\x12\'\n\x06status\x18\x07 \x01(\x0b\x32\x17.polyglot.v1.ItemStatus\x12\x12\n\nrequest_id\x18\x08 \x01(\t\"2\n\tScoreItem\x12\x0f\n\x07\x63ontext\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontinuation\x18\x02 \x01(\t\"o\n\x0cScoreRequest\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.polyglot.v1.ScoreItem\x12\x0f\n\x07\x61\x64\x61pter\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x13\n\x0bstart_token\x18\x04 \x01(\t\"}\n\x0bScoreResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0f\n\x07logprob\x18\x02 \x01(\x01\x12\x11\n\tis_greedy\x18\x03 \x01(\x08\x12\x12\n\nnum_tokens\x18\x04 \x01(\x05\x12\'\n\x06status\x18\x05 \x01(\x0b\x32\x17.polyglot.v1.ItemStatus\":\n\rScoreResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.polyglot.v1.ScoreResult\"/\n\x12LoadAdapterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\"$\n\x14UnloadAdapterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x17\n\x15UnloadAdapterResponse\"\x13\n\x11ListModelsRequest\"n\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0b\n\x03uri\x18\x03 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\x13\n\x0bmax_context\x18\x05 \x01(\x05\x12\x12\n\nbase_model\x18\x06 \x01(\t\"Y\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.polyglot.v1.ModelInfo\x12\x1b\n\x13max_loaded_adapters\x18\x02 \x01(\x05\x32\x8a\x03\n\x10GeneratorService\x12G\n\x08Generate\x12\x1c.polyglot.v1.GenerateRequest\x1a\x1b.polyglot.v1.GenerateResult0\x01\x12>\n\x05Score\x12\x19.polyglot.v1.ScoreRequest\x1a\x1a.polyglot.v1.ScoreResponse\x12\x46\n\x0bLoadAdapter\x12\x1f.polyglot.v1.LoadAdapterRequest\x1a\x16.polyglot.v1.ModelInfo\x12V\n\rUnloadAdapter\x12!.polyglot.v1.UnloadAdapterRequest\x1a\".polyglot.v1.UnloadAdapterResponse\x12M\n\nListModels\x12\x1e.polyglot.v1.ListModelsRequest\x1a\x1f.polyglot.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,23 +41,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCOREITEM']._serialized_start=549
   _globals['_SCOREITEM']._serialized_end=599
   _globals['_SCOREREQUEST']._serialized_start=601
-  _globals['_SCOREREQUEST']._serialized_end=691
-  _globals['_SCORERESULT']._serialized_start=693
-  _globals['_SCORERESULT']._serialized_end=818
-  _globals['_SCORERESPONSE']._serialized_start=820
-  _globals['_SCORERESPONSE']._serialized_end=878
-  _globals['_LOADADAPTERREQUEST']._serialized_start=880
-  _globals['_LOADADAPTERREQUEST']._serialized_end=927
-  _globals['_UNLOADADAPTERREQUEST']._serialized_start=929
-  _globals['_UNLOADADAPTERREQUEST']._serialized_end=965
-  _globals['_UNLOADADAPTERRESPONSE']._serialized_start=967
-  _globals['_UNLOADADAPTERRESPONSE']._serialized_end=990
-  _globals['_LISTMODELSREQUEST']._serialized_start=992
-  _globals['_LISTMODELSREQUEST']._serialized_end=1011
-  _globals['_MODELINFO']._serialized_start=1013
-  _globals['_MODELINFO']._serialized_end=1123
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1125
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1214
-  _globals['_GENERATORSERVICE']._serialized_start=1217
-  _globals['_GENERATORSERVICE']._serialized_end=1611
+  _globals['_SCOREREQUEST']._serialized_end=712
+  _globals['_SCORERESULT']._serialized_start=714
+  _globals['_SCORERESULT']._serialized_end=839
+  _globals['_SCORERESPONSE']._serialized_start=841
+  _globals['_SCORERESPONSE']._serialized_end=899
+  _globals['_LOADADAPTERREQUEST']._serialized_start=901
+  _globals['_LOADADAPTERREQUEST']._serialized_end=948
+  _globals['_UNLOADADAPTERREQUEST']._serialized_start=950
+  _globals['_UNLOADADAPTERREQUEST']._serialized_end=986
+  _globals['_UNLOADADAPTERRESPONSE']._serialized_start=988
+  _globals['_UNLOADADAPTERRESPONSE']._serialized_end=1011
+  _globals['_LISTMODELSREQUEST']._serialized_start=1013
+  _globals['_LISTMODELSREQUEST']._serialized_end=1032
+  _globals['_MODELINFO']._serialized_start=1034
+  _globals['_MODELINFO']._serialized_end=1144
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1146
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1235
+  _globals['_GENERATORSERVICE']._serialized_start=1238
+  _globals['_GENERATORSERVICE']._serialized_end=1632
 # @@protoc_insertion_point(module_scope)

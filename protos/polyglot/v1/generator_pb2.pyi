@@ -60,14 +60,16 @@ class ScoreItem(_message.Message):
     def __init__(self, context: _Optional[str] = ..., continuation: _Optional[str] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("items", "adapter", "request_id")
+    __slots__ = ("items", "adapter", "request_id", "start_token")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TOKEN_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[ScoreItem]
     adapter: str
     request_id: str
-    def __init__(self, items: _Optional[_Iterable[_Union[ScoreItem, _Mapping]]] = ..., adapter: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    start_token: str
+    def __init__(self, items: _Optional[_Iterable[_Union[ScoreItem, _Mapping]]] = ..., adapter: _Optional[str] = ..., request_id: _Optional[str] = ..., start_token: _Optional[str] = ...) -> None: ...
 
 class ScoreResult(_message.Message):
     __slots__ = ("index", "logprob", "is_greedy", "num_tokens", "status")

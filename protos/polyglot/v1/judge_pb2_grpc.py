@@ -61,7 +61,11 @@ class JudgeServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Grade(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Fails UNAVAILABLE (retry it: finished items are cached, not paid again) when the judge's provider or store
+        failed for some item, RESOURCE_EXHAUSTED when a run's budget or the store's disk is exhausted, and
+        INVALID_ARGUMENT for a model the server does not allow (`judge.model`), too many items or too long a
+        prompt, or a template outside its roots (`template`). Items that are answered never carry those failures.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from polyglot.v1 import common_pb2 as polyglot_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19polyglot/v1/trainer.proto\x12\x0bpolyglot.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18polyglot/v1/common.proto\"\xc3\x05\n\x0fHyperparameters\x12\x13\n\x06lora_r\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x17\n\nlora_alpha\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x19\n\x0clora_dropout\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x16\n\x0etarget_modules\x18\x04 \x03(\t\x12\x1a\n\rlearning_rate\x18\x05 \x01(\x01H\x03\x88\x01\x01\x12\x19\n\x0clr_scheduler\x18\x06 \x01(\tH\x04\x88\x01\x01\x12\x19\n\x0cwarmup_ratio\x18\x07 \x01(\x01H\x05\x88\x01\x01\x12\x19\n\x0cweight_decay\x18\x08 \x01(\x01H\x06\x88\x01\x01\x12\x1a\n\rmax_grad_norm\x18\t \x01(\x01H\x07\x88\x01\x01\x12\x16\n\tmax_steps\x18\n \x01(\x05H\x08\x88\x01\x01\x12\"\n\x15per_device_batch_size\x18\x0b \x01(\x05H\t\x88\x01\x01\x12!\n\x14\x65\x66\x66\x65\x63tive_batch_size\x18\x0c \x01(\x05H\n\x88\x01\x01\x12\x17\n\nmax_length\x18\r \x01(\x05H\x0b\x88\x01\x01\x12\x11\n\x04seed\x18\x0e \x01(\x03H\x0c\x88\x01\x01\x12\x1d\n\x10\x63heckpoint_every\x18\x0f \x01(\x05H\r\x88\x01\x01\x12\x1a\n\rlogging_every\x18\x10 \x01(\x05H\x0e\x88\x01\x01\x42\t\n\x07_lora_rB\r\n\x0b_lora_alphaB\x0f\n\r_lora_dropoutB\x10\n\x0e_learning_rateB\x0f\n\r_lr_schedulerB\x0f\n\r_warmup_ratioB\x0f\n\r_weight_decayB\x10\n\x0e_max_grad_normB\x0c\n\n_max_stepsB\x18\n\x16_per_device_batch_sizeB\x17\n\x15_effective_batch_sizeB\r\n\x0b_max_lengthB\x07\n\x05_seedB\x13\n\x11_checkpoint_everyB\x10\n\x0e_logging_every\"\x82\x02\n\x07JobSpec\x12\x12\n\nbase_model\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x61taset_uri\x18\x02 \x01(\t\x12\x12\n\noutput_uri\x18\x03 \x01(\t\x12\x35\n\x0fhyperparameters\x18\x04 \x01(\x0b\x32\x1c.polyglot.v1.Hyperparameters\x12\r\n\x05merge\x18\x05 \x01(\x08\x12\x13\n\x0bnum_devices\x18\x06 \x01(\x05\x12\x30\n\x06labels\x18\x07 \x03(\x0b\x32 .polyglot.v1.JobSpec.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"O\n\x10SubmitJobRequest\x12\"\n\x04spec\x18\x01 \x01(\x0b\x32\x14.polyglot.v1.JobSpec\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"\x91\x01\n\x08Progress\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12\x13\n\x0btotal_steps\x18\x02 \x01(\x03\x12\x0c\n\x04loss\x18\x03 \x01(\x01\x12\x15\n\rlearning_rate\x18\x04 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x05 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x06 \x01(\x01\x12\r\n\x05\x65poch\x18\x07 \x01(\x01\"\xc9\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\"\n\x04spec\x18\x03 \x01(\x0b\x32\x14.polyglot.v1.JobSpec\x12$\n\x05state\x18\x04 \x01(\x0e\x32\x15.polyglot.v1.JobState\x12\'\n\x08progress\x18\x05 \x01(\x0b\x32\x15.polyglot.v1.Progress\x12.\n\x07outputs\x18\x06 \x03(\x0b\x32\x1d.polyglot.v1.Job.OutputsEntry\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1aH\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.polyglot.v1.ArtifactRef:\x02\x38\x01\"_\n\x08JobEvent\x12)\n\x08progress\x18\x01 \x01(\x0b\x32\x15.polyglot.v1.ProgressH\x00\x12\x1f\n\x03job\x18\x02 \x01(\x0b\x32\x10.polyglot.v1.JobH\x00\x42\x07\n\x05\x65vent\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xc8\x01\n\x0fListJobsRequest\x12%\n\x06states\x18\x01 \x03(\x0e\x32\x15.polyglot.v1.JobState\x12\x38\n\x06labels\x18\x02 \x03(\x0b\x32(.polyglot.v1.ListJobsRequest.LabelsEntry\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.polyglot.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xd0\x02\n\x0eTrainerService\x12<\n\tSubmitJob\x12\x1d.polyglot.v1.SubmitJobRequest\x1a\x10.polyglot.v1.Job\x12\x41\n\x08WatchJob\x12\x1c.polyglot.v1.WatchJobRequest\x1a\x15.polyglot.v1.JobEvent0\x01\x12\x36\n\x06GetJob\x12\x1a.polyglot.v1.GetJobRequest\x1a\x10.polyglot.v1.Job\x12<\n\tCancelJob\x12\x1d.polyglot.v1.CancelJobRequest\x1a\x10.polyglot.v1.Job\x12G\n\x08ListJobs\x12\x1c.polyglot.v1.ListJobsRequest\x1a\x1d.polyglot.v1.ListJobsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19polyglot/v1/trainer.proto\x12\x0bpolyglot.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18polyglot/v1/common.proto\"\xc9\x06\n\x0fHyperparameters\x12\x13\n\x06lora_r\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x17\n\nlora_alpha\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x19\n\x0clora_dropout\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x16\n\x0etarget_modules\x18\x04 \x03(\t\x12\x1a\n\rlearning_rate\x18\x05 \x01(\x01H\x03\x88\x01\x01\x12\x19\n\x0clr_scheduler\x18\x06 \x01(\tH\x04\x88\x01\x01\x12\x19\n\x0cwarmup_ratio\x18\x07 \x01(\x01H\x05\x88\x01\x01\x12\x19\n\x0cweight_decay\x18\x08 \x01(\x01H\x06\x88\x01\x01\x12\x1a\n\rmax_grad_norm\x18\t \x01(\x01H\x07\x88\x01\x01\x12\x16\n\tmax_steps\x18\n \x01(\x05H\x08\x88\x01\x01\x12\"\n\x15per_device_batch_size\x18\x0b \x01(\x05H\t\x88\x01\x01\x12!\n\x14\x65\x66\x66\x65\x63tive_batch_size\x18\x0c \x01(\x05H\n\x88\x01\x01\x12\x17\n\nmax_length\x18\r \x01(\x05H\x0b\x88\x01\x01\x12\x11\n\x04seed\x18\x0e \x01(\x03H\x0c\x88\x01\x01\x12\x1d\n\x10\x63heckpoint_every\x18\x0f \x01(\x05H\r\x88\x01\x01\x12\x1a\n\rlogging_every\x18\x10 \x01(\x05H\x0e\x88\x01\x01\x12\x19\n\x0cpadding_free\x18\x11 \x01(\x08H\x0f\x88\x01\x01\x12\x1c\n\x0fgroup_by_length\x18\x12 \x01(\x08H\x10\x88\x01\x01\x12\x17\n\nappend_eos\x18\x13 \x01(\x08H\x11\x88\x01\x01\x42\t\n\x07_lora_rB\r\n\x0b_lora_alphaB\x0f\n\r_lora_dropoutB\x10\n\x0e_learning_rateB\x0f\n\r_lr_schedulerB\x0f\n\r_warmup_ratioB\x0f\n\r_weight_decayB\x10\n\x0e_max_grad_normB\x0c\n\n_max_stepsB\x18\n\x16_per_device_batch_sizeB\x17\n\x15_effective_batch_sizeB\r\n\x0b_max_lengthB\x07\n\x05_seedB\x13\n\x11_checkpoint_everyB\x10\n\x0e_logging_everyB\x0f\n\r_padding_freeB\x12\n\x10_group_by_lengthB\r\n\x0b_append_eos\"\x82\x02\n\x07JobSpec\x12\x12\n\nbase_model\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x61taset_uri\x18\x02 \x01(\t\x12\x12\n\noutput_uri\x18\x03 \x01(\t\x12\x35\n\x0fhyperparameters\x18\x04 \x01(\x0b\x32\x1c.polyglot.v1.Hyperparameters\x12\r\n\x05merge\x18\x05 \x01(\x08\x12\x13\n\x0bnum_devices\x18\x06 \x01(\x05\x12\x30\n\x06labels\x18\x07 \x03(\x0b\x32 .polyglot.v1.JobSpec.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"O\n\x10SubmitJobRequest\x12\"\n\x04spec\x18\x01 \x01(\x0b\x32\x14.polyglot.v1.JobSpec\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"\x91\x01\n\x08Progress\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12\x13\n\x0btotal_steps\x18\x02 \x01(\x03\x12\x0c\n\x04loss\x18\x03 \x01(\x01\x12\x15\n\rlearning_rate\x18\x04 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x05 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x06 \x01(\x01\x12\r\n\x05\x65poch\x18\x07 \x01(\x01\"\xc9\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\"\n\x04spec\x18\x03 \x01(\x0b\x32\x14.polyglot.v1.JobSpec\x12$\n\x05state\x18\x04 \x01(\x0e\x32\x15.polyglot.v1.JobState\x12\'\n\x08progress\x18\x05 \x01(\x0b\x32\x15.polyglot.v1.Progress\x12.\n\x07outputs\x18\x06 \x03(\x0b\x32\x1d.polyglot.v1.Job.OutputsEntry\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1aH\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.polyglot.v1.ArtifactRef:\x02\x38\x01\"_\n\x08JobEvent\x12)\n\x08progress\x18\x01 \x01(\x0b\x32\x15.polyglot.v1.ProgressH\x00\x12\x1f\n\x03job\x18\x02 \x01(\x0b\x32\x10.polyglot.v1.JobH\x00\x42\x07\n\x05\x65vent\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xc8\x01\n\x0fListJobsRequest\x12%\n\x06states\x18\x01 \x03(\x0e\x32\x15.polyglot.v1.JobState\x12\x38\n\x06labels\x18\x02 \x03(\x0b\x32(.polyglot.v1.ListJobsRequest.LabelsEntry\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.polyglot.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xd0\x02\n\x0eTrainerService\x12<\n\tSubmitJob\x12\x1d.polyglot.v1.SubmitJobRequest\x1a\x10.polyglot.v1.Job\x12\x41\n\x08WatchJob\x12\x1c.polyglot.v1.WatchJobRequest\x1a\x15.polyglot.v1.JobEvent0\x01\x12\x36\n\x06GetJob\x12\x1a.polyglot.v1.GetJobRequest\x1a\x10.polyglot.v1.Job\x12<\n\tCancelJob\x12\x1d.polyglot.v1.CancelJobRequest\x1a\x10.polyglot.v1.Job\x12G\n\x08ListJobs\x12\x1c.polyglot.v1.ListJobsRequest\x1a\x1d.polyglot.v1.ListJobsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,36 +39,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOB_OUTPUTSENTRY']._serialized_options = b'8\001'
   _globals['_LISTJOBSREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=2243
-  _globals['_JOBSTATE']._serialized_end=2397
+  _globals['_JOBSTATE']._serialized_start=2377
+  _globals['_JOBSTATE']._serialized_end=2531
   _globals['_HYPERPARAMETERS']._serialized_start=102
-  _globals['_HYPERPARAMETERS']._serialized_end=809
-  _globals['_JOBSPEC']._serialized_start=812
-  _globals['_JOBSPEC']._serialized_end=1070
-  _globals['_JOBSPEC_LABELSENTRY']._serialized_start=1025
-  _globals['_JOBSPEC_LABELSENTRY']._serialized_end=1070
-  _globals['_SUBMITJOBREQUEST']._serialized_start=1072
-  _globals['_SUBMITJOBREQUEST']._serialized_end=1151
-  _globals['_PROGRESS']._serialized_start=1154
-  _globals['_PROGRESS']._serialized_end=1299
-  _globals['_JOB']._serialized_start=1302
-  _globals['_JOB']._serialized_end=1759
-  _globals['_JOB_OUTPUTSENTRY']._serialized_start=1687
-  _globals['_JOB_OUTPUTSENTRY']._serialized_end=1759
-  _globals['_JOBEVENT']._serialized_start=1761
-  _globals['_JOBEVENT']._serialized_end=1856
-  _globals['_WATCHJOBREQUEST']._serialized_start=1858
-  _globals['_WATCHJOBREQUEST']._serialized_end=1891
-  _globals['_GETJOBREQUEST']._serialized_start=1893
-  _globals['_GETJOBREQUEST']._serialized_end=1924
-  _globals['_CANCELJOBREQUEST']._serialized_start=1926
-  _globals['_CANCELJOBREQUEST']._serialized_end=1960
-  _globals['_LISTJOBSREQUEST']._serialized_start=1963
-  _globals['_LISTJOBSREQUEST']._serialized_end=2163
-  _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_start=1025
-  _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_end=1070
-  _globals['_LISTJOBSRESPONSE']._serialized_start=2165
-  _globals['_LISTJOBSRESPONSE']._serialized_end=2240
-  _globals['_TRAINERSERVICE']._serialized_start=2400
-  _globals['_TRAINERSERVICE']._serialized_end=2736
+  _globals['_HYPERPARAMETERS']._serialized_end=943
+  _globals['_JOBSPEC']._serialized_start=946
+  _globals['_JOBSPEC']._serialized_end=1204
+  _globals['_JOBSPEC_LABELSENTRY']._serialized_start=1159
+  _globals['_JOBSPEC_LABELSENTRY']._serialized_end=1204
+  _globals['_SUBMITJOBREQUEST']._serialized_start=1206
+  _globals['_SUBMITJOBREQUEST']._serialized_end=1285
+  _globals['_PROGRESS']._serialized_start=1288
+  _globals['_PROGRESS']._serialized_end=1433
+  _globals['_JOB']._serialized_start=1436
+  _globals['_JOB']._serialized_end=1893
+  _globals['_JOB_OUTPUTSENTRY']._serialized_start=1821
+  _globals['_JOB_OUTPUTSENTRY']._serialized_end=1893
+  _globals['_JOBEVENT']._serialized_start=1895
+  _globals['_JOBEVENT']._serialized_end=1990
+  _globals['_WATCHJOBREQUEST']._serialized_start=1992
+  _globals['_WATCHJOBREQUEST']._serialized_end=2025
+  _globals['_GETJOBREQUEST']._serialized_start=2027
+  _globals['_GETJOBREQUEST']._serialized_end=2058
+  _globals['_CANCELJOBREQUEST']._serialized_start=2060
+  _globals['_CANCELJOBREQUEST']._serialized_end=2094
+  _globals['_LISTJOBSREQUEST']._serialized_start=2097
+  _globals['_LISTJOBSREQUEST']._serialized_end=2297
+  _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_start=1159
+  _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_end=1204
+  _globals['_LISTJOBSRESPONSE']._serialized_start=2299
+  _globals['_LISTJOBSRESPONSE']._serialized_end=2374
+  _globals['_TRAINERSERVICE']._serialized_start=2534
+  _globals['_TRAINERSERVICE']._serialized_end=2870
 # @@protoc_insertion_point(module_scope)

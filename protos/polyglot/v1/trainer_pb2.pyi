@@ -27,7 +27,7 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 
 class Hyperparameters(_message.Message):
-    __slots__ = ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay", "max_grad_norm", "max_steps", "per_device_batch_size", "effective_batch_size", "max_length", "seed", "checkpoint_every", "logging_every")
+    __slots__ = ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay", "max_grad_norm", "max_steps", "per_device_batch_size", "effective_batch_size", "max_length", "seed", "checkpoint_every", "logging_every", "padding_free", "group_by_length", "append_eos")
     LORA_R_FIELD_NUMBER: _ClassVar[int]
     LORA_ALPHA_FIELD_NUMBER: _ClassVar[int]
     LORA_DROPOUT_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,9 @@ class Hyperparameters(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_EVERY_FIELD_NUMBER: _ClassVar[int]
     LOGGING_EVERY_FIELD_NUMBER: _ClassVar[int]
+    PADDING_FREE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    APPEND_EOS_FIELD_NUMBER: _ClassVar[int]
     lora_r: int
     lora_alpha: float
     lora_dropout: float
@@ -60,7 +63,10 @@ class Hyperparameters(_message.Message):
     seed: int
     checkpoint_every: int
     logging_every: int
-    def __init__(self, lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., lora_dropout: _Optional[float] = ..., target_modules: _Optional[_Iterable[str]] = ..., learning_rate: _Optional[float] = ..., lr_scheduler: _Optional[str] = ..., warmup_ratio: _Optional[float] = ..., weight_decay: _Optional[float] = ..., max_grad_norm: _Optional[float] = ..., max_steps: _Optional[int] = ..., per_device_batch_size: _Optional[int] = ..., effective_batch_size: _Optional[int] = ..., max_length: _Optional[int] = ..., seed: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., logging_every: _Optional[int] = ...) -> None: ...
+    padding_free: bool
+    group_by_length: bool
+    append_eos: bool
+    def __init__(self, lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., lora_dropout: _Optional[float] = ..., target_modules: _Optional[_Iterable[str]] = ..., learning_rate: _Optional[float] = ..., lr_scheduler: _Optional[str] = ..., warmup_ratio: _Optional[float] = ..., weight_decay: _Optional[float] = ..., max_grad_norm: _Optional[float] = ..., max_steps: _Optional[int] = ..., per_device_batch_size: _Optional[int] = ..., effective_batch_size: _Optional[int] = ..., max_length: _Optional[int] = ..., seed: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., logging_every: _Optional[int] = ..., padding_free: _Optional[bool] = ..., group_by_length: _Optional[bool] = ..., append_eos: _Optional[bool] = ...) -> None: ...
 
 class JobSpec(_message.Message):
     __slots__ = ("base_model", "dataset_uri", "output_uri", "hyperparameters", "merge", "num_devices", "labels")

@@ -22,9 +22,11 @@ from services.common.presets import SamplingParams, get_preset
 
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors (typos surface), values are immutable."""
+    """Base of every config section: unknown keys are errors (typos surface), values are immutable, and
+    floats are finite (inf or NaN in a recipe would pass `gt=0`, then fail the strict JSON every record is
+    written as, or the training it configures)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=False, allow_inf_nan=False)
 
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

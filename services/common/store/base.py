@@ -19,9 +19,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 
 CHUNK_SIZE = 1024 * 1024
+# A directory input (a base model, an adapter) is fetched whole: bounded, so that a URI naming a huge tree
+# (`file:///`) is refused after counting a few thousand names, before anything is hashed or copied.
+# The largest base model in the paper (Llama-2 70B in bf16) is about 140 GB in a few dozen files.
+DEFAULT_MAX_DIR_FILES = 10_000
+DEFAULT_MAX_DIR_BYTES = 1024**4
 # S3 allows 1024 bytes per key; a segment must also fit a file name (255 bytes on common
 # filesystems) with room left for the local backend's hidden temp and sidecar names.
 MAX_KEY_BYTES = 1024
@@ -176,6 +181,10 @@ class ArtifactStore(ABC):
         write_file_atomically(dest, self.stream(key))
         return dest
 
+    def size(self, key: str) -> int:
+        """The object's size in bytes; backends override it where that is cheaper than `stat` (no hash)."""
+        return self.stat(key).size
+
     def exists(self, key: str) -> bool:
         try:
             self.stat(key)
@@ -217,14 +226,47 @@ class ArtifactStore(ABC):
         files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
         return [self.put_file(validate_key(base + rel), root / rel) for rel in files]
 
-    def get_dir(self, prefix: str, local_dir: str | os.PathLike[str]) -> list[Path]:
-        """Download every object under the directory `prefix` into `local_dir`; `NotFound` if none."""
+    def dir_keys(
+        self, prefix: str, *, max_files: int = DEFAULT_MAX_DIR_FILES, max_bytes: int = DEFAULT_MAX_DIR_BYTES
+    ) -> list[str]:
+        """The keys under the directory `prefix`, sorted; `ResourceExhausted` as soon as there are more than
+        `max_files` of them or they hold more than `max_bytes` (counted while listing, before any is read)."""
+        base = dir_prefix(prefix)
+        found = []
+        for key in self._keys(base):
+            found.append(key)
+            if len(found) > max_files:
+                raise ResourceExhausted(f"{self.uri(base)} holds more than {max_files} files: not an artifact")
+        total, present = 0, []
+        for key in found:
+            try:
+                total += self.size(key)
+            except NotFound:  # deleted since it was listed
+                continue
+            present.append(key)
+            if total > max_bytes:
+                raise ResourceExhausted(f"{self.uri(base)} holds more than {max_bytes} bytes: not an artifact")
+        return sorted(present)
+
+    def get_dir(
+        self,
+        prefix: str,
+        local_dir: str | os.PathLike[str],
+        *,
+        max_files: int = DEFAULT_MAX_DIR_FILES,
+        max_bytes: int = DEFAULT_MAX_DIR_BYTES,
+    ) -> list[Path]:
+        """Download every object under the directory `prefix` into `local_dir`; `NotFound` if none,
+        `ResourceExhausted` beyond `max_files` objects or `max_bytes` (see `dir_keys`)."""
         base = dir_prefix(prefix)
         dest_root = Path(local_dir)
         written = []
-        for info in self.list(base):
-            dest = dest_root.joinpath(*info.key[len(base) :].split("/"))
-            written.append(self.get_file(info.key, dest))
+        for key in self.dir_keys(base, max_files=max_files, max_bytes=max_bytes):
+            dest = dest_root.joinpath(*key[len(base) :].split("/"))
+            try:
+                written.append(self.get_file(key, dest))
+            except NotFound:  # deleted between listing and reading
+                continue
         if not written:
             raise NotFound(f"no objects under {self.uri(base)}")
         return written

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from services.common.store.base import ArtifactStore
+from services.common.store.base import DEFAULT_MAX_DIR_BYTES, DEFAULT_MAX_DIR_FILES, ArtifactStore
 
 
 def cached_dir(store: ArtifactStore, prefix: str, cache_root: str | os.PathLike[str]) -> Path:
@@ -30,18 +30,21 @@ def fetch_dir_cached(
     cache_root: str | os.PathLike[str],
     *,
     check: Callable[[Path], None] | None = None,
+    max_files: int = DEFAULT_MAX_DIR_FILES,
+    max_bytes: int = DEFAULT_MAX_DIR_BYTES,
 ) -> Path:
     """The local copy of the directory `prefix` of `store`, downloaded on the first call.
 
     `check(tmp_dir)` may raise to refuse a download (not the kind of artifact expected); nothing is
-    cached then. Raises `NotFound` when `prefix` holds no objects.
+    cached then. Raises `NotFound` when `prefix` holds no objects, `ResourceExhausted` (before reading
+    anything) when it holds more than `max_files` objects or `max_bytes`.
     """
     dest = cached_dir(store, prefix, cache_root)
     if dest.is_dir():
         return dest
     tmp = dest.with_name(f".tmp-{uuid.uuid4().hex}")
     try:
-        store.get_dir(prefix, tmp)
+        store.get_dir(prefix, tmp, max_files=max_files, max_bytes=max_bytes)
         if check is not None:
             check(tmp)
         try:

@@ -8,7 +8,9 @@ Content hash: kept in a hidden sidecar `.~<name>.sha256` holding the hash togeth
 mtime and inode of the file it describes. Object and sidecar cannot be replaced in one step, so a
 sidecar that does not match its file (a crash between the two renames, two racing writers, an
 object copied in by hand) is recognised and the hash recomputed from the content: a stale hash is
-never reported.
+never reported. Only a put writes a sidecar: reading never writes beside what it reads (an input may
+be anyone's file). A hash computed on read is kept in `hash_cache`, a directory of the reader's own,
+when one is given (`open_store(uri, hash_cache=...)`), else recomputed on the next `stat`.
 """
 
 from __future__ import annotations
@@ -57,8 +59,9 @@ class LocalStore(ArtifactStore):
 
     scheme = "file"
 
-    def __init__(self, root: str | os.PathLike[str]):
+    def __init__(self, root: str | os.PathLike[str], *, hash_cache: str | os.PathLike[str] | None = None):
         self.root = Path(root).expanduser().resolve()
+        self.hash_cache = Path(hash_cache) if hash_cache is not None else None
 
     @classmethod
     def from_location(cls, location: StoreLocation, **options: Any) -> LocalStore:
@@ -72,6 +75,12 @@ class LocalStore(ArtifactStore):
     @staticmethod
     def _sidecar(path: Path) -> Path:
         return path.with_name(f"{RESERVED_PREFIX}{path.name}.sha256")
+
+    def _cache_record(self, path: Path) -> Path | None:
+        """Where a hash computed on read is kept: in the reader's `hash_cache`, never beside the object."""
+        if self.hash_cache is None:
+            return None
+        return self.hash_cache / f"{hashlib.sha256(str(path).encode()).hexdigest()[:32]}.json"
 
     def uri(self, key: str = "") -> str:
         validate_prefix(key, field="key")
@@ -126,12 +135,13 @@ class LocalStore(ArtifactStore):
         with open(src, "rb") as f:
             return self.put_stream(key, _read_chunks(f))
 
-    def _write_sidecar(self, path: Path, sha: str, st: os.stat_result) -> None:
+    def _write_sidecar(self, path: Path, sha: str, st: os.stat_result, sidecar: Path | None = None) -> None:
         record = {"sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
-        sidecar = self._sidecar(path)
+        sidecar = sidecar or self._sidecar(path)
         # No fsync: a torn or lost sidecar is detected by `_cached_sha` and recomputed.
         tmp = sidecar.with_name(f"{sidecar.name}.{os.getpid()}.{id(record):x}.part")
         try:
+            sidecar.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_text(json.dumps(record), encoding="utf-8")
             os.replace(tmp, sidecar)
         except OSError:
@@ -144,8 +154,16 @@ class LocalStore(ArtifactStore):
         return ObjectInfo(key=key, size=st.st_size, sha256=sha, uri=self.uri(key), modified=modified)
 
     def _cached_sha(self, path: Path, st: os.stat_result) -> str | None:
+        for record_path in (self._sidecar(path), self._cache_record(path)):
+            sha = self._recorded_sha(record_path, st) if record_path is not None else None
+            if sha is not None:
+                return sha
+        return None
+
+    @staticmethod
+    def _recorded_sha(record_path: Path, st: os.stat_result) -> str | None:
         try:
-            record = json.loads(self._sidecar(path).read_text(encoding="utf-8"))
+            record = json.loads(record_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         if not isinstance(record, dict):
@@ -182,8 +200,20 @@ class LocalStore(ArtifactStore):
                 for chunk in _read_chunks(f):
                     digest.update(chunk)
             sha = digest.hexdigest()
-            self._write_sidecar(path, sha, st)
+            record_path = self._cache_record(path)
+            if record_path is not None:
+                self._write_sidecar(path, sha, st, record_path)
         return self._info(key, st, sha)
+
+    def size(self, key: str) -> int:
+        path = self._path(key)
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise NotFound(f"no object {self.uri(key)}") from exc
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise NotFound(f"no object {self.uri(key)}")
+        return st.st_size
 
     def stream(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         _, f = self._open(key)

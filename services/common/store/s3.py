@@ -255,6 +255,11 @@ class S3Store(ArtifactStore):
             sha = digest.hexdigest()
         return ObjectInfo(key=key, size=st.size or 0, sha256=sha, uri=self.uri(key), modified=st.last_modified)
 
+    def size(self, key: str) -> int:
+        name = self._name(key)
+        with self._errors(key):
+            return self._client.stat_object(self.bucket, name).size or 0
+
     def stream(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         name = self._name(key)
         with self._errors(key):

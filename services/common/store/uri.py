@@ -55,6 +55,8 @@ def parse_uri(uri: str) -> StoreLocation:
     """Parse `s3://bucket[/prefix]`, `file:///abs/dir`, or a plain path (local, made absolute)."""
     if not isinstance(uri, str) or not uri.strip():
         raise InvalidArgument("must be a non-empty store URI or path", field="uri")
+    if "\x00" in uri:  # no file system takes a NUL; Path.resolve would raise ValueError
+        raise InvalidArgument("must not contain a NUL character", field="uri")
     if "://" not in uri and not uri.startswith("file:"):
         return StoreLocation("file", "", str(Path(uri).expanduser().resolve()))
     parts = urlsplit(uri)
@@ -65,6 +67,8 @@ def parse_uri(uri: str) -> StoreLocation:
         if parts.netloc not in ("", "localhost"):
             raise InvalidArgument(f"{uri!r}: only local file URIs (file:///path) are supported", field="uri")
         path = unquote(parts.path)
+        if "\x00" in path:
+            raise InvalidArgument(f"{uri!r}: must not contain a NUL character (%00)", field="uri")
         if not path.startswith("/"):
             raise InvalidArgument(f"{uri!r}: a file URI needs an absolute path", field="uri")
         return StoreLocation("file", "", str(Path(path).resolve()))

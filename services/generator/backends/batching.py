@@ -5,7 +5,8 @@ and adapter switches can never race with a running batch. Rows queue up; the wor
 waits `window_s` for company, then runs every queued row of the same kind and adapter that fits the batch
 limits (row count and padded tokens) in one call. Control calls (loading an adapter) are barriers: rows
 queued after one never jump ahead of it. A batch that runs out of memory is split in halves and retried;
-a single row that still does not fit fails alone with RESOURCE_EXHAUSTED, and the others are served.
+a single row that still does not fit fails alone with RESOURCE_EXHAUSTED, and the others are served. A
+batch that fails otherwise is split the same way, so the error reaches only the row that raises it.
 
 No torch or grpc imports: backends pass their own `run` and `is_oom`.
 """
@@ -216,6 +217,15 @@ class BatchWorker:
                             "in memory; shorten the prompt or lower max_tokens"
                         )
                     )
+                return
+            if len(pending) > 1:
+                # One row's failure (a numerical one the backend did not catch, a constraint that raised) must
+                # not fail the requests that shared its batch: halves are retried until the culprit is alone.
+                log.warning("a batch of %d %s rows failed (%s: %s); retrying in halves", len(pending), kind,
+                            type(exc).__name__, exc)
+                half = len(pending) // 2
+                self._run_split(kind, adapter, pending[:half])
+                self._run_split(kind, adapter, pending[half:])
                 return
             log.exception("batch of %d %s rows failed", len(jobs), kind)
             for job in pending:

@@ -54,10 +54,11 @@ class HFBackend(Engine):
         }[settings.dtype]
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(settings.model)
-            model = AutoModelForCausalLM.from_pretrained(settings.model, dtype=dtype)
+            # Weights go straight from the checkpoint to the device: no full copy in host memory first.
+            model = AutoModelForCausalLM.from_pretrained(settings.model, dtype=dtype, device_map=str(self.device))
         except OSError as exc:
             raise NotFound(f"cannot load model {settings.model!r}: {exc}", field="model") from exc
-        self.model = model.to(self.device).eval()
+        self.model = model.eval()
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.pad_id = self.tokenizer.pad_token_id
@@ -103,19 +104,42 @@ class HFBackend(Engine):
     # -- adapters (model thread) ------------------------------------------------------------------------
 
     def _load(self, name: str, path: str) -> None:
-        from peft import PeftModel
+        """Load the adapter at `path` as `name`, all or nothing: PEFT registers the name and wraps the layers
+        before it reads the weights, so a load that fails there (an adapter of another base model) is undone,
+        or the name would stay half-registered and refuse every later load of it until a restart."""
+        from peft import PeftConfig, get_peft_model
 
         if not (Path(path) / "adapter_config.json").exists():
             raise FailedPrecondition(f"{path} has no adapter_config.json: not a PEFT adapter", field="uri")
+        peft = self._peft
         try:
-            if self._peft is None:
-                self._peft = PeftModel.from_pretrained(self.model, path, adapter_name=name, is_trainable=False)
-            else:
-                self._peft.load_adapter(path, adapter_name=name, is_trainable=False)
-        except (RuntimeError, ValueError, KeyError) as exc:  # shape mismatch: an adapter of another base model
-            raise FailedPrecondition(f"adapter at {path} does not fit this base model: {exc}", field="uri") from exc
+            if peft is None:  # PeftModel.from_pretrained in two steps, to keep the wrapper if the second fails
+                config = PeftConfig.from_pretrained(path)
+                config.inference_mode = True
+                peft = get_peft_model(self.model, config, adapter_name=name)
+            peft.load_adapter(path, adapter_name=name, is_trainable=False)
+        except BaseException as exc:
+            self._roll_back(peft, name)
+            if isinstance(exc, (RuntimeError, ValueError, KeyError)):  # shape mismatch: another base model's
+                detail = " ".join(str(exc).split("\n")[:2])[:300]  # PEFT lists every mismatched tensor
+                message = f"adapter at {path} does not fit this base model: {detail}"
+                raise FailedPrecondition(message, field="uri") from exc
+            raise
+        self._peft = peft
         self._peft.eval()
         self._adapters[name] = path
+
+    def _roll_back(self, peft, name: str) -> None:
+        """Remove what a failed load of `name` left in `peft` (None: it failed before wrapping anything)."""
+        if peft is None or name not in peft.peft_config:
+            return
+        if peft is not self._peft or not self._adapters:  # `name` is its only adapter: unwrap the base layers
+            self.model = peft.unload()
+            self._peft = None
+        else:
+            peft.delete_adapter(name)
+            peft.set_adapter(next(iter(self._adapters)))
+        log.warning("rolled back the failed load of adapter %s", name)
 
     def _unload(self, name: str) -> None:
         if name not in self._adapters:
@@ -160,8 +184,8 @@ class HFBackend(Engine):
         ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         for i, seq in enumerate(seqs):
-            ids[i, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-            mask[i, width - len(seq):] = 1
+            ids[i, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+            mask[i, width - len(seq) :] = 1
         return ids.to(self.device), mask.to(self.device), width
 
     @functools.cached_property
@@ -189,7 +213,8 @@ class HFBackend(Engine):
         constraints = [RowConstraint(self._token_table, r.structured) if r.structured else None for r in rows]
         sampler = RowSampler(params, width, [width - len(r.prompt_ids) for r in rows], generators, constraints)
         stopper = RowStopper(
-            self.tokenizer, [r.prompt_ids for r in rows], params, [j.future for j in jobs], width, self.eos_ids
+            self.tokenizer, [r.prompt_ids for r in rows], params, [j.future for j in jobs], width, self.eos_ids,
+            sampler=sampler,
         )
         config = GenerationConfig(
             max_new_tokens=max(p.max_tokens for p in params),
@@ -220,22 +245,25 @@ class HFBackend(Engine):
 
         max_len = self.info.max_context
         rows: list[ScoreRow] = [job.row for job in jobs]
-        inputs = [list(r.context_ids + r.continuation_ids)[-(max_len + 1):][:-1] for r in rows]
+        inputs = [list(r.context_ids + r.continuation_ids)[-(max_len + 1) :][:-1] for r in rows]
         ids, mask, width = self._left_padded(inputs)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         keep = max(len(r.continuation_ids) for r in rows)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
         logprobs = torch.log_softmax(logits.float(), dim=-1)  # [rows, keep, vocab]
-        for i, (row, job) in enumerate(zip(rows, jobs, strict=True)):
-            n = len(row.continuation_ids)
-            lp = logprobs[i, keep - n:]
-            target = torch.tensor(row.continuation_ids, device=lp.device)
-            picked = lp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-            job.future.set_result(
-                TokenScore(
-                    logprob=float(picked.sum()),
-                    is_greedy=bool((lp.argmax(-1) == target).all()),
-                    num_tokens=n,
-                )
-            )
-
+        # Every row's continuation, right-aligned like its logits, copied over once; each row's figures stay
+        # on the device until one read-back for the batch.
+        targets = torch.zeros((len(rows), keep), dtype=torch.long)
+        for i, row in enumerate(rows):
+            targets[i, keep - len(row.continuation_ids) :] = torch.tensor(row.continuation_ids, dtype=torch.long)
+        targets = targets.to(logprobs.device)
+        sums, greedy = [], []
+        for i, row in enumerate(rows):
+            start = keep - len(row.continuation_ids)
+            lp, target = logprobs[i, start:], targets[i, start:]
+            sums.append(lp.gather(-1, target.unsqueeze(-1)).squeeze(-1).sum())
+            greedy.append((lp.argmax(-1) == target).all())
+        sums, greedy = torch.stack(sums).tolist(), torch.stack(greedy).tolist()
+        for row, job, logprob, is_greedy in zip(rows, jobs, sums, greedy, strict=True):
+            score = TokenScore(logprob=logprob, is_greedy=is_greedy, num_tokens=len(row.continuation_ids))
+            job.future.set_result(score)

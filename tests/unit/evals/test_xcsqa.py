@@ -82,8 +82,8 @@ def test_scoring_extracts_the_letter(tmp_path: Path):
 
 def test_bad_files_are_named(tmp_path: Path):
     task = TASKS.get("xcsqa")
-    with pytest.raises(InvalidArgument, match="no hub copy"):
-        task.build_items(TASKS.get("xcsqa").options(languages=["en"]), "en", seed=42)
+    with pytest.raises(InvalidArgument, match="no X-CSQA data"):
+        task.build_items(TASKS.get("xcsqa").options(languages=["en"], source=None), "en", seed=42)
     with pytest.raises(NotFound, match="en/dev.jsonl"):
         task.build_items(TASKS.get("xcsqa").options(languages=["en"], data_dir=tmp_path), "en", seed=42)
     (tmp_path / "en.jsonl").write_text('{"id": "x", "question": {"stem": "?", "choices": []}, "answerKey": "A"}\n')

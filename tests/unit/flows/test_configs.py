@@ -36,7 +36,7 @@ def test_paper_llama2_7b_is_the_full_grid(paper_cfg):
     assert list(tasks) == ["chat", "xquad", "xcsqa", "xnli"]
     assert tasks["chat"].languages == list(languages.codes(languages.STUDY_LANGUAGES))  # all 13
     assert paper_cfg.seeds == [0, 42, 723]
-    assert (paper_cfg.judge.provider, paper_cfg.judge.model) == ("openai", "gpt-3.5-turbo")
+    assert (paper_cfg.judge.provider, paper_cfg.judge.model) == ("openai", "gpt-3.5-turbo-1106")  # the paper profile
     assert not paper_cfg.is_pipeline_check
 
 
@@ -45,6 +45,7 @@ def test_paper_side_studies(repo_root):
     assert {s.name for s in mt.data.mixes.specs() if s.machine_translated} == {f"multi-{i}-mt" for i in range(2, 7)}
     big = load_config(repo_root / "configs" / "paper-llama2-70b.yaml")
     assert list(big.evaluation.tasks) == ["chat"]
+    assert big.data.mixes.build == ["mono", *(f"multi-{i}-mt" for i in range(2, 7))]  # the 70B study's ML1-ML6
     (model,) = big.base_models
     assert (model.model, model.backend, model.tensor_parallel_size) == ("meta-llama/Llama-2-70b-hf", "vllm", 4)
     falcon = load_config(repo_root / "configs" / "paper-falcon-7b.yaml")

@@ -57,3 +57,21 @@ def test_eval_refuses_before_any_work_a_study_without_such_models(tmp_path):
     run = CliRunner().invoke(app, ["eval", str(study), "--state-dir", str(tmp_path / "state")])
     assert run.exit_code == 2 and "lists no models to evaluate" in run.output
     assert not (tmp_path / "state").exists()
+
+
+def test_eval_checks_and_starts_only_the_services_it_calls(tmp_path):
+    """`polyglot eval` never calls the trainer, so a local run neither starts nor waits for one."""
+    import socket
+
+    from flows import preflight
+    from flows.evaluate_only import SERVICES_USED
+
+    assert "trainer" not in SERVICES_USED
+    with socket.socket() as s:  # a port nobody listens on: every service "there" is down
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    services = "".join(f"  {name}: {dead}\n" for name in ("lid", "generator", "judge", "trainer"))
+    cfg = parse_config(STUDY + f"services:\n{services}artifact_store: {tmp_path.as_uri()}\n", base_dir=tmp_path)
+    problems = preflight.check(cfg, services=True, hub_offline="1", timeout=2, only=SERVICES_USED)
+    named = {problem.split(" ", 1)[0] for problem in problems}
+    assert {"lid", "generator", "judge"} <= named and "trainer" not in named

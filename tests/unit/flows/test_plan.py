@@ -33,8 +33,9 @@ def test_smoke_grid(smoke_cfg):
     assert plan.totals == {
         "training_jobs": 3,
         "models_evaluated": 3,
-        "evaluation_shards": 3 * (3 * (5 + 5 + 5 + 5) + 6),  # mixes × (seeds × generated pairs + XNLI once)
-        "generations": 180 + 540 + 180,
+        # mixes × (seeds × generated pairs (confusion: es ru zh × 2 settings) + XNLI once)
+        "evaluation_shards": 3 * (3 * (5 + 5 + 5 + 5 + 3 + 3) + 6),
+        "generations": 180 + 540 + 180 + 2 * 3 * 3 * 3 * 3,  # confusion: 2 settings × 3 langs × 3 × 3 seeds × 3
         "scored_continuations": 648,
         "judge_calls": 180,
         "translation_requests": 0,  # en es ru zh fr all have human AlpacaEval translations
@@ -47,15 +48,21 @@ def test_paper_llama2_7b_grid(paper_cfg):
     plan = plan_study(paper_cfg)
     tasks = by_task(plan)
     assert len(plan.training_jobs) == 7 and {j.sequences for j in plan.training_jobs} == {2000 * 64}
-    assert tasks["chat"].generations == 13 * 300 * 3 * 7 == 81_900
+    # The paper profile: all 805 AlpacaEval prompts generated, 300 of them judged; XNLI's test split.
+    assert tasks["chat"].generations == 13 * 805 * 3 * 7 == 219_765
     assert tasks["xquad en:xx"].generations + tasks["xquad xx:xx"].generations == 7 * 1190 * 2 * 3 * 7 == 349_860
     assert tasks["xcsqa"].generations == 7 * 1000 * 3 * 7 == 147_000
-    assert tasks["xnli"].scored_continuations == 9 * 2490 * 3 * 1 * 7 == 470_610
-    assert plan.totals["generations"] == 81_900 + 349_860 + 147_000
-    assert plan.totals["judge_calls"] == 81_900
-    # 8 of the 13 chat languages have no human translation of AlpacaEval: 300 prompts each, once.
-    assert plan.totals["translation_requests"] == 8 * 300
-    assert {t.language for t in plan.translations} == {"de", "sv", "ca", "no", "bg", "is", "hi", "el"}
+    assert tasks["xnli"].scored_continuations == 9 * 5010 * 3 * 1 * 7 == 946_890
+    assert plan.totals["generations"] == 219_765 + 349_860 + 147_000
+    assert plan.totals["judge_calls"] == 13 * 300 * 3 * 7 == 81_900
+    # The paper's own translations of AlpacaEval cover all 13 chat languages: nothing to translate.
+    assert plan.totals["translation_requests"] == 0 and plan.translations == []
+    polyglot = plan_study(paper_cfg.model_copy(update={"evaluation": paper_cfg.evaluation.model_copy(update={
+        "tasks": {**paper_cfg.evaluation.tasks, "chat": paper_cfg.evaluation.tasks["chat"].model_copy(
+            update={"alpaca_eval_prompts": "polyglot"})}})}))  # fmt: skip
+    # Polyglot's prompts: 8 of the 13 chat languages have no human translation of AlpacaEval, 805 each, once.
+    assert polyglot.totals["translation_requests"] == 8 * 805
+    assert {t.language for t in polyglot.translations} == {"de", "sv", "ca", "no", "bg", "is", "hi", "el"}
     # Training: 7 jobs × 2000 steps × 6 s; judge: 81,900 × (900 × $0.5 + 60 × $1.5) / 1M tokens.
     assert plan.gpu_hours["training"] == pytest.approx(7 * 2000 * 6 / 3600)
     assert plan.api_cost_usd["judge"] == pytest.approx(81_900 * (0.9 * 0.0005 + 0.06 * 0.0015))
@@ -101,7 +108,7 @@ def test_render_prints_grid_totals_and_assumptions(paper_cfg):
         "Training jobs",
         "multi-6",
         "81,900",
-        "578,760",
+        "716,625",
         "GPU-hours total",
         "API cost total",
         "train_seconds_per_step",
@@ -110,3 +117,21 @@ def test_render_prints_grid_totals_and_assumptions(paper_cfg):
     ):
         assert needle in text, needle
     assert json.loads(json.dumps(plan.to_json()))["totals"]["judge_calls"] == 81_900
+
+
+def test_the_eval_grid_counts_evaluate_models_and_no_training(smoke_cfg):
+    """`plan --eval`: the models of `evaluate_models` per base model, over the same tasks, and no training job."""
+    from flows.config.evaluated import EvaluatedModel
+
+    models = [EvaluatedModel(name=name, base_model="tiny-llama") for name in ("bare", "theirs")]
+    cfg = smoke_cfg.model_copy(update={"evaluate_models": models})
+    study, evaluation = plan_study(cfg), plan_study(cfg, evaluate_only=True)
+    assert evaluation.training_jobs == [] and evaluation.mixes == ["bare", "theirs"]
+    assert evaluation.totals["models_evaluated"] == 2 and study.totals["models_evaluated"] == 3
+    per_model = {k: v.generations // v.models for k, v in by_task(study).items()}
+    assert {k: v.generations for k, v in by_task(evaluation).items()} == {k: 2 * g for k, g in per_model.items()}
+    assert any("polyglot plan --eval" in note for note in study.notes)
+    console = Console(width=200, record=True)
+    console.print(render_plan(evaluation))
+    text = console.export_text()
+    assert "Evaluation plan: smoke" in text and "models (evaluate_models): bare, theirs" in text

@@ -47,10 +47,36 @@ def test_user_directory_overrides_the_builtin(tmp_path: Path):
 def test_template_from_an_artifact_uri(tmp_path: Path):
     path = tmp_path / "paper_prompt.txt"
     path.write_text("Paper prompt. {{prompt}} / {{response}}", encoding="utf-8")
-    assert TemplateLibrary().load(path.as_uri(), GRADE).text.startswith("Paper prompt.")
+    library = TemplateLibrary(roots=[str(tmp_path)])
+    assert library.load(path.as_uri(), GRADE).text.startswith("Paper prompt.")
     with pytest.raises(NotFound) as info:
-        TemplateLibrary().load((tmp_path / "missing.txt").as_uri(), GRADE)
+        library.load((tmp_path / "missing.txt").as_uri(), GRADE)
     assert info.value.field == "template"
+
+
+def test_a_uri_outside_the_roots_is_refused_even_through_a_symlink(tmp_path: Path):
+    (tmp_path / "outside.txt").write_text("{{prompt}} {{response}}", encoding="utf-8")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "link.txt").symlink_to(tmp_path / "outside.txt")
+    for uri in ((tmp_path / "outside.txt").as_uri(), (root / "link.txt").as_uri(), "file:///etc/hostname"):
+        with pytest.raises(InvalidArgument, match="outside the judge's template roots") as info:
+            TemplateLibrary(roots=[str(root)]).load(uri, GRADE)
+        assert info.value.field == "template"
+
+
+def test_only_small_regular_files_are_read(tmp_path: Path):
+    import os
+
+    os.mkfifo(tmp_path / "fifo.txt")  # opened with O_NONBLOCK: refused without waiting for a writer
+    (tmp_path / "big.txt").write_text("{{prompt}} {{response}}" + " " * 100, encoding="utf-8")
+    library = TemplateLibrary(roots=[str(tmp_path), "/dev"], max_bytes=64)
+    with pytest.raises(InvalidArgument, match="not a regular file"):
+        library.load((tmp_path / "fifo.txt").as_uri(), GRADE)
+    with pytest.raises(InvalidArgument, match="not a regular file"):
+        library.load("file:///dev/zero", GRADE)
+    with pytest.raises(InvalidArgument, match=r"larger than max_template_bytes \(64\)"):
+        library.load((tmp_path / "big.txt").as_uri(), GRADE)
 
 
 @pytest.mark.parametrize("spec", ["no-such-template", "../etc/passwd", "a b"])

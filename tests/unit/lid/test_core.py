@@ -50,9 +50,9 @@ def test_identifies_languages_with_normalised_and_raw_labels(lid_identifier):
     assert results[3].top.script == "Cyrl" and results[4].top.script == "Hans" and results[5].top.script == "Deva"
 
 
-def test_labels_outside_the_registry_keep_their_raw_label(lid_identifier):
+def test_labels_outside_the_registry_get_their_iso_code(lid_identifier):
     top = lid_identifier.identify(["Vejret er dejligt i dag, så vi går en tur i parken."])[0].top
-    assert top == Prediction("", "", "__label__da", top.probability)
+    assert top == Prediction("da", "Latn", "__label__da", top.probability)
 
 
 def test_str_and_bytes_give_the_same_result_and_newlines_are_spaces(lid_identifier):
@@ -168,7 +168,7 @@ def test_openlid_labels_are_normalised_keeping_script_and_raw_label(tiny_openlid
         ("de", "Latn", "__label__deu_Latn"),
         ("en", "Latn", "__label__eng_Latn"),
         ("zh", "Hant", "__label__zho_Hant"),  # the label's script, not the registry's default (Hans)
-        ("", "Latn", "__label__dan_Latn"),  # Danish is not in the registry
+        ("da", "Latn", "__label__dan_Latn"),  # outside the registry: ISO 639-1 from ISO data
         None,  # fastText gives no label when it knows no word of the text
     ]
     assert results[4] == Identification(4, ())

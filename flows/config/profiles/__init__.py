@@ -1,0 +1,1 @@
+"""Protocol profiles as data: `paper.yaml` and `polyglot.yaml` (see flows/config/profile.py)."""
