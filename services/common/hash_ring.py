@@ -27,6 +27,12 @@ from collections.abc import Collection, Iterable
 __all__ = ["BoundedLoadRing", "KeyRouter", "ring_point"]
 
 
+def _checked(load_factor: float) -> float:
+    if load_factor < 1:
+        raise ValueError(f"load_factor must be >= 1 (1 = no member above the average), got {load_factor}")
+    return load_factor
+
+
 def ring_point(text: str) -> int:
     """A stable 64-bit position (Python's `hash` is salted per process; routing must agree across them)."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
@@ -36,9 +42,7 @@ class BoundedLoadRing:
     """Members on a hash ring, each with a count of calls in flight; thread-safe."""
 
     def __init__(self, members: Iterable[str] = (), *, load_factor: float = 1.25, points_per_member: int = 100):
-        if load_factor < 1:
-            raise ValueError(f"load_factor must be >= 1 (1 = no member above the average), got {load_factor}")
-        self.load_factor = load_factor
+        self.load_factor = _checked(load_factor)
         self.points_per_member = points_per_member
         self._lock = threading.Lock()
         self._loads: dict[str, int] = {}
@@ -126,9 +130,7 @@ class KeyRouter:
     """
 
     def __init__(self, members: Iterable[str] = (), *, load_factor: float = 1.25, points_per_member: int = 100):
-        if load_factor < 1:
-            raise ValueError(f"load_factor must be >= 1 (1 = no member above the average), got {load_factor}")
-        self.load_factor = load_factor
+        self.load_factor = _checked(load_factor)
         self.points_per_member = points_per_member
         self._lock = threading.Lock()
         self._homes: dict[str, str] = {}

@@ -182,7 +182,8 @@ class LocalStore(ArtifactStore):
             raise NotFound(f"no object {self.uri(key)}") from exc
         return path, f
 
-    def stat(self, key: str) -> ObjectInfo:
+    def _regular(self, key: str) -> tuple[Path, os.stat_result]:
+        """The object's path and stat; NotFound unless it is a regular file."""
         path = self._path(key)
         try:
             st = os.stat(path)
@@ -190,6 +191,10 @@ class LocalStore(ArtifactStore):
             raise NotFound(f"no object {self.uri(key)}") from exc
         if not stat_mod.S_ISREG(st.st_mode):
             raise NotFound(f"no object {self.uri(key)}")
+        return path, st
+
+    def stat(self, key: str) -> ObjectInfo:
+        path, st = self._regular(key)
         sha = self._cached_sha(path, st)
         if sha is None:
             # Hash and stat the same open file, so the record describes what was hashed.
@@ -206,14 +211,7 @@ class LocalStore(ArtifactStore):
         return self._info(key, st, sha)
 
     def size(self, key: str) -> int:
-        path = self._path(key)
-        try:
-            st = os.stat(path)
-        except (FileNotFoundError, NotADirectoryError) as exc:
-            raise NotFound(f"no object {self.uri(key)}") from exc
-        if not stat_mod.S_ISREG(st.st_mode):
-            raise NotFound(f"no object {self.uri(key)}")
-        return st.st_size
+        return self._regular(key)[1].st_size
 
     def stream(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         _, f = self._open(key)
