@@ -28,6 +28,7 @@ from services.generator.engine import (
     Engine,
     GenRow,
     ScoreRow,
+    abandon,
     encode,
     encode_pair,
     truncate_left,
@@ -308,6 +309,6 @@ async def _as_completed(futures) -> AsyncIterator[tuple[int, Any]]:
                 yield index[id(fut)], exc if exc is not None else fut.result()
     finally:
         for fut in futures:
-            fut.cancel()
+            abandon(fut)  # queued rows are cancelled, running ones dropped at the decoding loop's next step
         for fut in pending:
             fut.cancel()

@@ -97,6 +97,18 @@ class Engine(ABC):
 # -- tokenisation, shared by every backend ----------------------------------------------------------------
 
 
+def abandon(future: Future) -> None:
+    """The caller gave up on this row (its deadline passed, it hung up). A queued row is cancelled; a row that
+    a batch is already decoding cannot be, so it is marked, and the decoding loop drops it at its next step
+    instead of decoding it to the end while later calls wait."""
+    if not future.cancel() and not future.done():
+        future.polyglot_abandoned = True  # a running concurrent Future ignores cancel(); the loop reads this
+
+
+def is_abandoned(future: Future) -> bool:
+    return getattr(future, "polyglot_abandoned", False)
+
+
 def encode(tokenizer, text: str, *, add_special_tokens: bool = True) -> list[int]:
     return list(tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
 

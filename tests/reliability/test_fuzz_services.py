@@ -6,9 +6,9 @@ Cases per RPC: `POLYGLOT_FUZZ_EXAMPLES` (new cases each run), else 12 fixed ones
 vary); `bench/bench_fuzz.py` runs the same strategies at 500 per RPC and records what it saw
 (bench/results/fuzz.md).
 
-What the fuzzer found has a test of its own at the end, marked xfail (or skip) until its owner's fix lands:
-a Generate past its deadline keeps decoding. (Fixed, their tests stay: a NUL byte in a location was INTERNAL in three
-services; a short regex tied up a generator thread for minutes.)
+What the fuzzer found has a test of its own at the end, kept since the fixes: a Generate past its deadline kept
+decoding its running batch; a NUL byte in a location was INTERNAL in three services; a short regex tied up a
+generator thread for minutes.
 
     .venv/bin/python -m pytest tests/reliability/test_fuzz_services.py -q
     POLYGLOT_FUZZ_EXAMPLES=500 .venv/bin/python -m pytest tests/reliability/test_fuzz_services.py -q
@@ -78,7 +78,6 @@ def test_fuzz_rpc(rpc: fuzzing.Rpc, request):
             fixed=fuzzing.EXAMPLES_ENV not in os.environ)  # fmt: skip
 
 
-@pytest.mark.xfail(reason="the generator decodes on after the caller's deadline (found by the fuzzer; reported)")
 def test_generate_stops_decoding_when_its_deadline_passes(fuzz_generator):
     """Found by the fuzzer: a Generate whose deadline passed kept the engine decoding its rows to the end, so
     the calls after it waited (4 prompts x 1,468 tokens: a 4-token call then took 41 s, not 0.1 s). A call the

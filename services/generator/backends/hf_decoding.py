@@ -30,7 +30,7 @@ whole output only on the step it finishes).
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +40,7 @@ from transformers import LogitsProcessor, StoppingCriteria
 from services.common.errors import PolyglotError
 from services.common.presets import SamplingParams
 from services.generator.backends.hf_structured import RowConstraint
-from services.generator.engine import Completion, cut_at_stop, decode_continuation
+from services.generator.engine import Completion, cut_at_stop, decode_continuation, is_abandoned
 
 GREEDY_BELOW = 1e-5  # vLLM's _SAMPLING_EPS: temperatures under it mean argmax
 
@@ -189,6 +189,9 @@ class RowStopper(StoppingCriteria):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
         generated = input_ids.shape[1] - self.prompt_width
+        for i, done in enumerate(self.done):
+            if not done and is_abandoned(self.futures[i]):  # its caller is gone: stop spending steps on it
+                self._abandon(i)
         running = [i for i, done in enumerate(self.done) if not done]
         if generated > 0 and running:
             window = min(max(self.tails[i] for i in running), generated)
@@ -236,6 +239,13 @@ class RowStopper(StoppingCriteria):
     def _tail_has_stop(self, i: int, ids: list[int]) -> bool:
         tail = self.tokenizer.decode(ids[-self.tails[i] :], skip_special_tokens=True)
         return any(stop in tail for stop in self.params[i].stop)
+
+    def _abandon(self, i: int) -> None:
+        self.done[i] = True
+        if not self.futures[i].done():
+            self.futures[i].set_exception(CancelledError("the caller gave up on this row; it was dropped"))
+        if self.on_done:
+            self.on_done(i)
 
     def _fail(self, i: int, step: int) -> None:
         self.done[i] = True
