@@ -253,7 +253,9 @@ async def test_given_response_language_skips_lid(openai_server, make_judge):
 
 
 async def test_translate_keeps_whitespace_and_is_cached(openai_server, make_judge):
-    openai_server.script("Good morning", Reply("Guten Morgen\n\n```python\nprint('hi')\n```"))
+    # Matched on the code block only the first text has: the third ("Good morning") is sent at the same time
+    # and must not take this reply (a race that failed the test now and then).
+    openai_server.script("print('hi')", Reply("Guten Morgen\n\n```python\nprint('hi')\n```"))
     judge = make_judge(openai_server.base_url)
     source = "\nGood morning\n\n```python\nprint('hi')\n```\n"
     job = TranslateJob([source, "   ", "Good morning"], target_language="de", source_language="en", run_id="mt")
