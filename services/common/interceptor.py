@@ -166,14 +166,18 @@ class _Gate:
             yield self.decode(raw, call)
 
 
+def _admitted(gate: _Gate, context, call, request_or_iterator, streaming_request: bool):
+    """The caller checked (before any byte of its request is decoded), then its request or request stream."""
+    gate.admit(context, call)
+    if streaming_request:
+        return gate.decode_stream(request_or_iterator, call)
+    return gate.decode(request_or_iterator, call)
+
+
 def _wrap_unary(behavior: Callable[..., Awaitable[Any]], gate: _Gate, streaming_request: bool):
     async def handler(request_or_iterator, context):
         async with _accounted(gate.full_method, context) as call:
-            gate.admit(context, call)
-            if streaming_request:
-                request = gate.decode_stream(request_or_iterator, call)
-            else:
-                request = gate.decode(request_or_iterator, call)
+            request = _admitted(gate, context, call, request_or_iterator, streaming_request)
             response = behavior(request, context)
             if inspect.isawaitable(response):
                 response = await response
@@ -185,11 +189,7 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]], gate: _Gate, streaming_
 def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], gate: _Gate, streaming_request: bool):
     async def handler(request_or_iterator, context):
         async with _accounted(gate.full_method, context) as call:
-            gate.admit(context, call)
-            if streaming_request:
-                request = gate.decode_stream(request_or_iterator, call)
-            else:
-                request = gate.decode(request_or_iterator, call)
+            request = _admitted(gate, context, call, request_or_iterator, streaming_request)
             messages = behavior(request, context)
             if inspect.isasyncgen(messages):
                 async for message in messages:
