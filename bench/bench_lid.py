@@ -222,9 +222,12 @@ class ServerProcess:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of another process (Linux /proc; clock-tick resolution)."""
+    """User + system CPU of another process and its live children (lid's `--workers`; Linux /proc;
+    clock-tick resolution)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(_cpu_seconds(int(child)) for child in children)
 
 
 class OpenStream:

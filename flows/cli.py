@@ -318,7 +318,14 @@ def study_run(
     Preflight first (services, store, hub; exit 2 on a problem). Ctrl-C or SIGTERM stops the run within
     seconds, keeping what finished (exit 130); a second Ctrl-C quits at once. Progress and a summary go to
     stderr; stdout gets only the results file and report paths, a line each (`--json`: one object)."""
-    _run_locally(path, services, out, state_dir, set_, tasks, quiet=quiet, json_out=json_)
+    _run_locally(path, services, out, state_dir, set_, tasks, check=_compared_study, quiet=quiet, json_out=json_)
+
+
+def _compared_study(cfg) -> None:
+    """`report.compare_with` names a study that has an aggregate to join (else exit 2 before any work)."""
+    from flows.report.paper_compare import newest_aggregate
+
+    newest_aggregate(cfg)
 
 
 def _run_locally(

@@ -262,6 +262,16 @@ def aggregate_key(cfg: StudyConfig, shard_keys: list[str]) -> str:
     return f"aggregates/{cfg.name}/{digest([sorted(shard_keys), cfg.report.model_dump(mode='json')])}.json"
 
 
-def report_prefix(cfg: StudyConfig, aggregate_key: str, model_keys: list[str], dataset_keys: list[str]) -> str:
+def report_prefix(
+    cfg: StudyConfig,
+    aggregate_key: str,
+    model_keys: list[str],
+    dataset_keys: list[str],
+    compared_aggregate_key: str | None = None,
+) -> str:
+    """`compared_aggregate_key`: the other study's aggregate that `report.compare_with` joins in, so that a
+    rerun of that study makes a new report (None: left out, so reports without one keep their keys)."""
     identity = [aggregate_key, cfg.model_dump(mode="json"), model_keys, dataset_keys]
+    if compared_aggregate_key is not None:
+        identity.append(compared_aggregate_key)
     return f"reports/{cfg.name}/{digest([STEP_VERSION, REPORT_VERSION, identity])}"

@@ -174,9 +174,12 @@ def report(
     from flows.aggregate import check_error_share
     from flows.figures import render_figures
     from flows.report import render_report
+    from flows.report.paper_compare import newest_aggregate
     from flows.samples import copy_cell_samples
 
-    prefix = keys.report_prefix(cfg, aggregate_key, [m.key for m in models], [b.key for b in mixes])
+    compared = newest_aggregate(cfg)  # the study `report.compare_with` names, if any
+    prefix = keys.report_prefix(cfg, aggregate_key, [m.key for m in models], [b.key for b in mixes],
+                                compared[2].key if compared else None)  # fmt: skip
     names = {"html": "report.html", "md": "report.md"}
     if not store.exists(f"{prefix}/{keys.REPORT_DONE}"):
         figures = render_figures(cfg, aggregated.rows, out_dir / "figures")

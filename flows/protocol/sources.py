@@ -3,7 +3,7 @@
     polyglot protocol fetch                              # into protocol.sources (~/.cache/polyglot/paper-sources)
     polyglot protocol fetch --bundle paper.tar.gz        # and an offline bundle for an air-gapped cluster
     polyglot protocol fetch --from-bundle paper.tar.gz   # there: unpack, verify, install
-    polyglot protocol fetch --print-hashes               # the SHA-256 lines a maintainer pins in pins.yaml
+    polyglot protocol fetch --print-hashes > pins.local.yaml   # the pin table with the files' SHA-256
 
 The pin table (`pins.yaml`: repository, commit, the files each text comes from, their SHA-256) is data.
 A directory of sources is *installed* only once every file matched its pin: it then holds the files at
@@ -269,15 +269,21 @@ def check_pins(pins: Pins, hashes: Mapping[str, str]) -> None:
     unpinned = [name for name, pinned in pins.sha256.items() if pinned is None]
     if unpinned:
         raise Unpinned(
-            f"{len(unpinned)} file(s) have no pinned SHA-256 in {PINS_FILE.name} (e.g. {unpinned[0]}); nothing was "
-            f"installed. Check the files, then record the lines `{FETCH_COMMAND} --print-hashes` prints",
+            f"{len(unpinned)} file(s) have no pinned SHA-256 in the pin table (e.g. {unpinned[0]}); nothing was "
+            f"installed. Pin them yourself: `{FETCH_COMMAND} --print-hashes > pins.local.yaml`, check the files, "
+            f"then `{FETCH_COMMAND} --pins pins.local.yaml` and set POLYGLOT_PAPER_PINS=pins.local.yaml for runs",
             field="pins.sha256",
         )
 
 
 def hash_lines(pins: Pins, hashes: Mapping[str, str]) -> str:
-    """The `sha256:` block of pins.yaml for these hashes."""
-    return "sha256:\n" + "".join(f"  {name}: {hashes[name]}\n" for name in pins.files)
+    """A whole pin table: `pins` with these hashes as its `sha256:` block. A maintainer pastes the block
+    into pins.yaml; a user who has checked the files keeps the table and passes it (`--pins FILE` or
+    $POLYGLOT_PAPER_PINS) to fetch and to every run."""
+    table = {"repository": pins.repository, "commit": pins.commit, "roles": dict(pins.roles)}
+    head = yaml.safe_dump(table, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    note = f"# {pins.repository} at {pins.commit}: the files' SHA-256 as `{FETCH_COMMAND} --print-hashes` got them\n"
+    return note + head + "sha256:\n" + "".join(f"  {name}: {hashes[name]}\n" for name in pins.files)
 
 
 def install(directory: Path, pins: Pins, files: Mapping[str, bytes]) -> Path:

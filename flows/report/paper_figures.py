@@ -4,11 +4,13 @@
   metric (chat: helpfulness), one slot per language and mix in which the smaller model's bar is drawn wide
   and light and the larger model's narrow and solid in front of it, so the gain from scale reads per cell.
   Drawn when the study has two or more base models of different size (sizes as `polyglot plan` estimates
-  them) with a cell in common;
+  them) with a cell in common, or when `report.compare_with` names another study whose base model differs
+  in size (flows/report/paper_compare.py: the paper's 7B and 70B runs are two configs);
 - **language agreement heatmaps** (the paper's appendix): per base model and task, mix × language, shaded by
   the share of replies in the prompt's language (`lang_match`). Drawn for every task that has the metric.
 
-The paper's Table 1 is not reproduced: its content could not be established from the sources at hand.
+The paper's Table 1 is not reproduced: its content could not be established from the sources at hand (the
+searchable copies of arXiv 2312.12683 show only its opening; the paper's repository does not restate it).
 
     from flows.report import paper_figures
     sections = paper_figures.sections(cfg, aggregate_rows, out_dir)   # render.py lays them out in the report
@@ -31,17 +33,11 @@ from flows.aggregate import SummaryRow, cell_slug, mix_sort_key
 from flows.config import StudyConfig
 from flows.evals import METRICS, TASKS
 from flows.figures import _RC, PIPELINE_CHECK_NOTE, FigureFile, _colours, _wrap_to_width, figure_file, mix_label
+from flows.report.paper_compare import OtherStudy, model_sizes, other_study
 from services.common import languages
 
 AGREEMENT_METRIC = "lang_match"
 Cells = dict[tuple[str, str], SummaryRow]  # (mix, language) -> row
-
-
-def model_sizes(cfg: StudyConfig) -> dict[str, float]:
-    """Billions of parameters per base model name, as `polyglot plan` estimates them."""
-    from flows.plan import Assumptions, estimate_params_b
-
-    return {m.name: estimate_params_b(m, Assumptions())[0] for m in cfg.base_models}
 
 
 def _ordered_mixes(cfg: StudyConfig, present: set[str]) -> list[str]:
@@ -151,9 +147,15 @@ def _series(rows: Sequence[SummaryRow]) -> dict[tuple[str, str, str, str], Cells
 Overlay = tuple[FigureFile, Cells, Cells, tuple[str, str]]  # figure, smaller's cells, larger's, their names
 
 
-def overlay_figures(cfg: StudyConfig, rows: Sequence[SummaryRow], out_dir: str | Path) -> list[Overlay]:
-    """Each larger base model over the smallest, per task, variant and the task's first metric."""
+def overlay_figures(
+    cfg: StudyConfig, rows: Sequence[SummaryRow], out_dir: str | Path, other: OtherStudy | None = None
+) -> list[Overlay]:
+    """Each larger base model over the smallest, per task, variant and the task's first metric; `other`'s
+    base models (another study's, `report.compare_with`) join this study's."""
     sizes = model_sizes(cfg)
+    pipeline_check = cfg.is_pipeline_check
+    if other is not None:
+        sizes, rows, pipeline_check = sizes | other.sizes, [*rows, *other.rows], pipeline_check or other.pipeline_check
     present = sorted({r.base_model for r in rows if r.base_model in sizes}, key=lambda name: sizes[name])
     if len(present) < 2 or sizes[present[0]] == sizes[present[-1]]:
         return []
@@ -173,7 +175,7 @@ def overlay_figures(cfg: StudyConfig, rows: Sequence[SummaryRow], out_dir: str |
                     title = f"{large_name} over {small_name} · " + " · ".join(p for p in parts if p)
                     mixes = _ordered_mixes(cfg, {m for m, _ in small.keys() & large.keys()})
                     fig = overlay_figure(small, large, mixes, (small_name, large_name), title,
-                                         pipeline_check=cfg.is_pipeline_check)  # fmt: skip
+                                         pipeline_check=pipeline_check)  # fmt: skip
                     key = cell_slug(f"{large_name}-over-{small_name}", task, variant, metric)
                     figure = figure_file(fig, key, title, Path(out_dir), cfg.report.figure_formats, task=task,
                                          variant=variant, metric=metric)  # fmt: skip
@@ -225,12 +227,15 @@ def _number(metric: str, value: float) -> str:
 
 
 def sections(cfg: StudyConfig, rows: Sequence[SummaryRow], out_dir: str | Path) -> list[PaperSection]:
-    """Both comparisons, figures written under `out_dir/figures` (none when the aggregate lacks their data)."""
+    """Both comparisons, figures written under `out_dir/figures` (none when the aggregate lacks their data).
+    With `report.compare_with`, the other study's rows join the overlay (paper_compare.other_study)."""
     out_dir = Path(out_dir)
     result = []
-    overlays = overlay_figures(cfg, rows, out_dir / "figures")
+    other = other_study(cfg)
+    overlays = overlay_figures(cfg, rows, out_dir / "figures", other)
     if overlays:
-        section = PaperSection("model-scale", "Larger base model over smaller (the paper's Fig. 7)")
+        joined = f", with study {other.name} ({other.aggregate_uri})" if other is not None else ""
+        section = PaperSection("model-scale", f"Larger base model over smaller (the paper's Fig. 7){joined}")
         for figure, small, large, (small_name, large_name) in overlays:
             shared = small.keys() & large.keys()
             mixes = _ordered_mixes(cfg, {m for m, _ in shared})

@@ -14,6 +14,7 @@ from services.lid.settings import LidSettings
 
 def build(server: ServerSettings, settings: LidSettings) -> list[Registration]:
     from services.lid.core import LanguageIdentifier
+    from services.lid.pool import WorkerPool
     from services.lid.servicer import LidServicer
     from services.lid.wire import add_to_server
 
@@ -23,4 +24,6 @@ def build(server: ServerSettings, settings: LidSettings) -> list[Registration]:
         max_text_bytes=settings.max_text_bytes,
         word_list=settings.word_list,
     )
-    return [Registration(LidServicer(identifier), add_to_server, SERVICES["lid"].grpc_service)]
+    # Forked now, before the gRPC server exists: the children share the loaded model and hold no gRPC state.
+    pool = WorkerPool(identifier, settings.workers) if settings.workers > 1 else None
+    return [Registration(LidServicer(identifier, pool), add_to_server, SERVICES["lid"].grpc_service)]

@@ -5,8 +5,9 @@ first served), in slices of about `SLICE_BYTES` of text with a yield to the loop
 holds the GIL, so a worker thread could not run beside the loop anyway; it only made the two threads
 hand the GIL back and forth on every network event, which cost short texts 10-20% of streamed
 throughput. Slicing keeps health checks and the transport served while a large batch is
-computed; FIFO keeps the mean latency of concurrent callers lower than time-slicing them would. Scale
-out with processes or replicas.
+computed; FIFO keeps the mean latency of concurrent callers lower than time-slicing them would. With
+`workers` > 1, forked worker processes compute shares of each large batch beside this one (`pool.py`);
+scale further with replicas.
 
 Responses come in two forms (lid.proto): one `Identification` message per text, or, when the request
 asks for `compact` (the typed client does), parallel packed arrays, which cost a tenth as much to
@@ -23,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 from polyglot.v1 import lid_pb2, lid_pb2_grpc
 
 from services.common.errors import InvalidArgument, ItemError
 from services.common.status import item_status
 from services.lid.core import DEFAULT_MIN_LINE_TOKENS, METRICS, LanguageCheck, LanguageIdentifier, Prediction
+from services.lid.pool import WorkerPool
 from services.lid.wire import NestedEncoder
 
 SLICE_BYTES = 32 * 1024  # text predicted between two yields to the event loop: ~10 ms on one core
@@ -96,20 +98,29 @@ class LidServicer(lid_pb2_grpc.LidServiceServicer):
     # parsed back into a message (the same reply, slower).
     wire_bytes = False
 
-    def __init__(self, identifier: LanguageIdentifier):
+    def __init__(self, identifier: LanguageIdentifier, pool: WorkerPool | None = None):
         self.lid = identifier
+        self.pool = pool  # worker processes that share large batches (None: this process alone)
         self._turn = asyncio.Lock()  # one batch at a time; waiters are served in arrival order
         self._nested = NestedEncoder(identifier.label_info, identifier.max_batch)
 
-    async def _in_slices(self, sizes: Sequence[int], run: Callable[[int, int], list]) -> list:
-        """`run(start, stop)` over `slices(sizes)`, results concatenated, yielding to the loop in between."""
-        out: list = []
-        async with self._turn:
-            for start, stop in slices(sizes):
+    async def _computed(self, method: str, items: Sequence, sizes: Sequence[int], **kwargs) -> list:
+        """`self.lid.<method>(items, **kwargs)`, in slices of about `SLICE_BYTES` with a yield to the loop
+        in between, one call at a time; shared with the worker processes when there are any (`pool.py`)."""
+        compute = getattr(self.lid, method)
+
+        async def here(a: int, b: int) -> list:
+            out: list = []
+            for start, stop in slices(sizes[a:b]):
                 if start:
                     await asyncio.sleep(0)  # let the loop serve health checks and the transport
-                out += run(start, stop)
-        return out
+                out += compute(items[a + start : a + stop], start=a + start, **kwargs)
+            return out
+
+        async with self._turn:
+            if self.pool is None:
+                return await here(0, len(items))
+            return await self.pool.run(method, items, sizes, here, kwargs)
 
     # ---- Identify ---------------------------------------------------------------------------------
 
@@ -124,16 +135,14 @@ class LidServicer(lid_pb2_grpc.LidServiceServicer):
             field, texts = "texts", list(request.texts)  # materialised once: each access makes a new object
         self.lid.check_batch(len(texts), prefix + field)
         k = self.lid.check_options(request.k, request.threshold)
-        raw = await self._in_slices(
+        raw = await self._computed(
+            "predict_raw",
+            texts,
             [len(text) for text in texts],  # a str's length in characters: the slice budget stays approximate
-            lambda start, stop: self.lid.predict_raw(
-                texts[start:stop],
-                k=k,
-                threshold=request.threshold,
-                strip_role_markers=request.strip_role_markers,
-                field=field,
-                start=start,
-            ),
+            k=k,
+            threshold=request.threshold,
+            strip_role_markers=request.strip_role_markers,
+            field=field,
         )
         if not request.compact:
             wire = self._nested.response(raw, request.batch_id, self.lid.name)
@@ -187,15 +196,13 @@ class LidServicer(lid_pb2_grpc.LidServiceServicer):
         items, strings, conflicts = _check_items(request)
         self.lid.check_batch(len(items), "items")
         metric = request.metric or "share"
-        checks = await self._in_slices(
+        checks = await self._computed(
+            "check_language",
+            items,
             [len(text) for text, _ in items],
-            lambda start, stop: self.lid.check_language(
-                items[start:stop],
-                min_line_tokens=request.min_line_tokens or DEFAULT_MIN_LINE_TOKENS,
-                strip_role_markers=request.strip_role_markers,
-                metric=metric,
-                start=start,
-            ),
+            min_line_tokens=request.min_line_tokens or DEFAULT_MIN_LINE_TOKENS,
+            strip_role_markers=request.strip_role_markers,
+            metric=metric,
         )
         response = lid_pb2.CheckLanguageResponse()
         for check in checks:
@@ -238,3 +245,7 @@ class LidServicer(lid_pb2_grpc.LidServiceServicer):
         fields = dataclasses.asdict(info)
         fields["languages"] = [lid_pb2.ModelLanguage(**language) for language in fields["languages"]]
         return lid_pb2.LidModelInfo(**fields)
+
+    async def aclose(self) -> None:
+        if self.pool is not None:
+            await asyncio.to_thread(self.pool.close)

@@ -26,6 +26,14 @@ class LidSettings(BaseSettings):
     max_text_bytes: int = Field(
         DEFAULT_MAX_TEXT_BYTES, gt=0, description="Longest text accepted, in UTF-8 bytes; longer ones fail alone."
     )
+    workers: int = Field(
+        1,
+        gt=0,
+        le=64,
+        description="Processes that predict: this one and workers - 1 forked children, which compute shares of "
+        "each large batch at the same time (fastText holds the GIL, so one process uses one core). Set it to the "
+        "cores the service may use (the pod's CPU limit).",
+    )
     word_list: Path | None = Field(
         None,
         description="English word list (one word a line) for the word pass rate of CheckLanguage's `lcb` metric: "

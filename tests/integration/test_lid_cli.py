@@ -2,54 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from services.common.client import wait_for_health
-from services.common.errors import Unavailable
 from services.lid.client import LidClient
 from services.lid.core import embedded_model_path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def serve(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "services.common.serve", "lid", "--port", str(port), "--metrics-port", "0", *args]
-    # Wide console: rich would otherwise fold a long path in the error message.
-    full_env = {**os.environ, "COLUMNS": "400", **(env or {})}
-    proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return proc, f"127.0.0.1:{port}"
-
-
-def stop(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=30)
-    return proc.returncode
-
-
-def wait_until_serving(proc: subprocess.Popen, address: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode}: {proc.communicate()[1][-2000:]}")
-        try:
-            wait_for_health(address, timeout=1)
-            return
-        except Unavailable:
-            continue
-    pytest.fail(f"server at {address} not SERVING after {timeout} s")
+from tests.fixtures.lid import serve, stop, wait_until_serving
 
 
 def model_info_of(*args: str, env: dict[str, str] | None = None):

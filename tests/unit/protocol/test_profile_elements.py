@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from flows.config import parse_config
+from flows.config.lid import OPENLID_URL
 from flows.data.labelling import LabelledConversation
 from flows.data.mixes import MixPlanner
 from flows.evals import TASKS
@@ -79,7 +80,7 @@ def test_preflight_names_the_missing_openlid_file_and_its_download_command(
     message = protocol_files(cfg)
     assert message is not None and "\n" not in message
     assert str(tmp_path / "lid201-model.bin") in message
-    assert "curl -L https://data.statmt.org/lid/lid201-model.bin.gz" in message
+    assert f"curl -fL -o {tmp_path / 'lid201-model.bin'} {OPENLID_URL}" in message
     (tmp_path / "lid201-model.bin").write_bytes(b"model")
     assert protocol_files(cfg) is None
     pinned = parse_config(MINIMAL + f"lid: {{model: openlid, sha256: '{'0' * 64}'}}\n")

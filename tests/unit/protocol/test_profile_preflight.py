@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.config.lid import OPENLID_URL
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -25,5 +26,5 @@ def test_paper_config_without_its_files_fails_fast_with_one_message(
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.output
     assert "polyglot protocol fetch" in result.output
-    assert "https://data.statmt.org/lid/lid201-model.bin.gz" in result.output
+    assert OPENLID_URL in result.output
     assert not (tmp_path / "state").exists()  # nothing was started, not even the state directory

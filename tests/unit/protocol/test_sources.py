@@ -54,8 +54,13 @@ def test_unpinned_files_are_not_installed_and_the_pins_are_printable(tmp_path, f
     unpinned = dataclasses.replace(pins, sha256={**pins.sha256, "llm_judge.py": None})
     with pytest.raises(sources.Unpinned, match="--print-hashes"):
         sources.install(tmp_path / "src", unpinned, files)
-    block = sources.hash_lines(pins, {n: sources.sha256_of(d) for n, d in files.items()})
-    assert block.startswith("sha256:\n") and f"  llm_judge.py: {pins.sha256['llm_judge.py']}\n" in block
+    table = sources.hash_lines(unpinned, {n: sources.sha256_of(d) for n, d in files.items()})
+    assert f"sha256:\n  llm_judge.py: {pins.sha256['llm_judge.py']}\n" in table
+    # The printed table is a pin table: with it, the same files install.
+    (tmp_path / "pins.local.yaml").write_text(table, encoding="utf-8")
+    local = sources.load_pins(tmp_path / "pins.local.yaml")
+    assert (local.repository, local.commit, dict(local.roles)) == (pins.repository, pins.commit, dict(pins.roles))
+    assert sources.problems(sources.install(tmp_path / "src", local, files), local) == []
 
 
 def test_a_directory_of_another_commit_is_refused(tmp_path, files, pins):
