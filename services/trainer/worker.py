@@ -182,6 +182,17 @@ def fetch_checkpoint(task: WorkerTask, store: ArtifactStore, run_dir: Path, down
     return local, step
 
 
+def restore_final_checkpoint(trainer: Any, checkpoint: Path) -> None:
+    """Load a finished training's last checkpoint into `trainer` without training: its LoRA weights into the
+    model and its `TrainerState` (step, log history, tokens seen), as `Trainer.train` would have left them."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import TrainerState
+
+    set_peft_model_state_dict(trainer.model, load_file(str(checkpoint / "adapter_model.safetensors")))
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+
+
 @contextlib.contextmanager
 def main_process_first(world: int) -> Iterator[None]:
     if world <= 1:
@@ -319,7 +330,14 @@ def train(task: WorkerTask, work_dir: Path, events: EventWriter, rank: int, worl
         peft_config=LoraConfig(**recipe.lora_kwargs()),
         callbacks=make_callbacks(task, events, store),
     )
-    trainer.train(resume_from_checkpoint=str(resume_dir) if resume_dir else None)
+    if resume_dir is not None and resume_step >= recipe.max_steps:
+        # The attempt before was stopped after its last checkpoint, before its outputs were stored. Resumed from
+        # there, Trainer.train would take one more optimizer step (step max_steps + 1), so the adapter and the
+        # state are restored as that checkpoint saved them instead.
+        restore_final_checkpoint(trainer, resume_dir)
+        events.write("start", step=resume_step, total_steps=recipe.max_steps, attempt=task.attempt)
+    else:
+        trainer.train(resume_from_checkpoint=str(resume_dir) if resume_dir else None)
 
     adapter_dir = work_dir / "adapter"
     shutil.rmtree(adapter_dir, ignore_errors=True)
