@@ -548,12 +548,13 @@ def test_service_image_serves_without_flows_on_the_address_the_manifests_probe(i
             monkeypatch.setenv(key, value)
     settings = server_settings(svc)
     assert (settings.host, settings.port, settings.metrics_port) == ("0.0.0.0", port, metrics)
-    assert built.last("EXPOSE").split() == [str(port), str(metrics)]
+    http = {"http": int(built.env["POLYGLOT_GENERATOR_HTTP_PORT"])} if svc == "generator" else {}
+    assert built.last("EXPOSE").split() == [str(port), *map(str, http.values()), str(metrics)]
     for docs in rendered.values():
         (c,) = _named(docs, "Deployment", svc)["spec"]["template"]["spec"]["containers"]
         assert "command" not in c and "args" not in c, "the image's ENTRYPOINT and ENV are the whole command"
         named = {p["name"]: p["containerPort"] for p in c["ports"] if p["name"] != "health"}  # overlays/gpu's probes
-        assert named == {"grpc": port, "metrics": metrics}
+        assert named == {"grpc": port, **http, "metrics": metrics}
         assert not {"POLYGLOT_HOST", "POLYGLOT_PORT", "POLYGLOT_METRICS_PORT"} & set(_env(c))
         shared = _named(docs, "ConfigMap", "polyglot-env")["data"]
         assert not {"POLYGLOT_HOST", "POLYGLOT_PORT", "POLYGLOT_METRICS_PORT"} & set(shared), "one per image"
