@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from operator import attrgetter
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +18,11 @@ class Prediction:
     raw_label: str  # the model's own, e.g. `__label__de` or `__label__deu_Latn`
     probability: float
 
+    # Pickled by position: lid's worker processes (`pool.py`) send checks back to the serving process, and
+    # the default pickling of a frozen slots dataclass (state dict, then a setattr per field) costs twice as much.
+    def __reduce__(self):
+        return Prediction, (self.language, self.script, self.raw_label, self.probability)
+
 
 @dataclass(frozen=True, slots=True)
 class LineVerdict:
@@ -27,6 +33,9 @@ class LineVerdict:
     raw_label: str  # the model's label
     probability: float
     passed: bool  # language == expected and probability > 0.3
+
+    def __reduce__(self):  # by position, as Prediction's
+        return new_line_verdict, (self.text, self.language, self.raw_label, self.probability, self.passed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +65,12 @@ class LanguageCheck:
     word_pass: bool | None = None  # LCB word-level verdict, None where undefined
     lines: tuple[LineVerdict, ...] = ()  # kept lines, in order (lcb mode)
     word_note: str | None = None  # why word_pass is None (lcb mode)
+
+    def __reduce__(self):  # by position, as Prediction's
+        return LanguageCheck, _check_fields(self)
+
+
+_check_fields = attrgetter(*(f.name for f in fields(LanguageCheck)))
 
 
 # A positional constructor that skips the frozen dataclass __init__ (see core.new_prediction): one per
