@@ -135,7 +135,7 @@ def test_base_colon_adapter_loads_the_adapter_on_first_use(served, client, grpc,
         ({"temperature": -1}, 400, "temperature"),
         ({"prompt": [[1, 999999]]}, 400, "prompt"),
         ({"max_tokens": 0}, 400, "max_tokens"),
-        ({"stream": True}, 400, "stream"),
+        ({"stream": True, "temperature": -1}, 400, "temperature"),  # refused before any event is sent
         ({"model": "no-such-model"}, 404, "model"),
         ({"model": "{base}:no-such-adapter"}, 404, "model"),
     ],
@@ -148,6 +148,39 @@ def test_a_bad_field_is_an_openai_error_naming_it(served, body, status, param):
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
     assert error["param"] == param and error["message"]
+
+
+def test_streaming_clients_get_the_same_completions_as_server_sent_events(served, client):
+    prompts = ["The weather in Zurich is", "Der Hund"]
+    plain = client.completions.create(model=served.model, prompt=prompts, max_tokens=8, temperature=0, seed=3)
+    chunks = list(
+        client.completions.create(
+            model=served.model, prompt=prompts, max_tokens=8, temperature=0, seed=3, stream=True,
+            stream_options={"include_usage": True},
+        )
+    )  # fmt: skip
+    texts = {c.choices[0].index: c.choices[0].text for c in chunks if c.choices}
+    assert texts == {c.index: c.text for c in plain.choices}
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+
+    messages = [{"role": "user", "content": "Hallo!"}]
+    reply = client.chat.completions.create(model=served.model, messages=messages, max_tokens=8, temperature=0, seed=3)
+    stream = client.chat.completions.create(
+        model=served.model, messages=messages, max_tokens=8, temperature=0, seed=3, stream=True
+    )
+    deltas = list(stream)
+    assert "".join(d.choices[0].delta.content or "" for d in deltas) == reply.choices[0].message.content
+    assert deltas[0].choices[0].delta.role == "assistant"
+    assert deltas[-1].choices[0].finish_reason == reply.choices[0].finish_reason
+    assert all(d.usage is None for d in deltas)  # no include_usage, no usage chunk
+
+    raw = httpx.post(
+        f"{served.base_url}/completions",
+        json={"model": served.model, "prompt": "Hi", "max_tokens": 2, "stream": True},
+        timeout=60,
+    )
+    assert raw.headers["content-type"].startswith("text/event-stream")
+    assert raw.text.endswith("data: [DONE]\n\n")
 
 
 def test_a_bad_chat_message_names_its_place_and_is_counted(served, client):

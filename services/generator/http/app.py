@@ -23,7 +23,7 @@ from services.common.errors import InvalidArgument, NotFound, PolyglotError
 from services.common.presets import GUANACO_STOPS, SamplingParams
 from services.generator.core import GenerateOutcome, Generator, resolve_sampling
 from services.generator.engine import decode_continuation, encode
-from services.generator.http import errors
+from services.generator.http import errors, streaming
 from services.generator.http.chat import guanaco_prompt
 from services.generator.http.metrics import RequestMetrics
 from services.generator.http.schema import (
@@ -91,16 +91,22 @@ def create_app(generator: Generator, authenticator: Authenticator | None = None)
     async def completions(body: CompletionRequest):
         prompts = body.prompts()
         try:
-            return await _completions(generator, body, prompts)
+            response = await _completions(generator, body, prompts)
         except PolyglotError as exc:
             return errors.from_domain(exc, errors.openai_param(exc.field, single_prompt=len(prompts) == 1))
+        if body.stream:
+            return streaming.event_stream(streaming.completion_events(response, body.include_usage))
+        return response
 
     @router.post("/chat/completions", response_model=ChatResponse)
     async def chat_completions(body: ChatRequest):
         try:
-            return await _chat(generator, body)
+            response = await _chat(generator, body)
         except PolyglotError as exc:
             return errors.from_domain(exc, errors.openai_param(exc.field, chat=True))
+        if body.stream:
+            return streaming.event_stream(streaming.chat_events(response, body.include_usage))
+        return response
 
     app.include_router(router)
     app.add_middleware(RequestMetrics)

@@ -17,6 +17,12 @@ Prompt = str | list[str] | TokenIds | list[TokenIds]
 MAX_LOGPROBS = 1  # top-1 only: see tokens.py for why
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
 class Sampling(BaseModel):
     """The decoding fields both endpoints share (OpenAI's, plus vLLM's top_k and repetition_penalty)."""
 
@@ -32,16 +38,14 @@ class Sampling(BaseModel):
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     repetition_penalty: float | None = None
-    stream: bool = False
+    stream: bool = False  # served as server-sent events once the completions are done (streaming.py)
+    stream_options: StreamOptions | None = None
     user: str | None = None
     logit_bias: dict[str, float] | None = None
 
-    @field_validator("stream")
-    @classmethod
-    def _no_stream(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("streaming is not supported; send stream=false")
-        return value
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
 
     @field_validator("logit_bias")
     @classmethod

@@ -32,7 +32,6 @@ def test_only_the_fields_a_client_set_override_the_sampling_defaults():
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"stream": True}, "stream"),
         ({"presence_penalty": 0.5}, "presence_penalty"),
         ({"suffix": "end"}, "suffix"),
         ({"logit_bias": {"50256": -100}}, "logit_bias"),
