@@ -52,6 +52,7 @@ class Judge:
             settings.cache_prefix,
             budget_usd=settings.budget_usd,
             budgets=settings.budgets,
+            total_budget_usd=settings.total_budget_usd,
             attempts=settings.store_attempts,
         )
         self.templates = TemplateLibrary(

@@ -120,6 +120,13 @@ class JudgeSettings(BaseSettings):
         default_factory=dict,
         description='Per-run_id spend limits in USD that replace budget_usd, e.g. {"study1": 50} (JSON).',
     )
+    total_budget_usd: float | None = Field(
+        None,
+        ge=0,
+        description="Spend limit of the whole service in USD, every run_id together (callers name their own runs, "
+        "so per-run budgets alone do not bound it); persisted in the store like the runs' accounts. A request "
+        "that could pass it is not sent: RESOURCE_EXHAUSTED. Unset = no limit.",
+    )
     # -- templates: read only from places the server names ----------------------------------------------------
     template_roots: list[str] = Field(
         default_factory=list,

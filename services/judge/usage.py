@@ -9,6 +9,10 @@ Budgets (issue 19, row 3): each run has a spend limit in USD (`budget_usd`, or `
 request is sent, its worst case (the estimated prompt and the full `max_tokens` reply, at the model's
 price) is reserved against the run's budget; a request that could pass it is not sent and raises
 RESOURCE_EXHAUSTED naming the budget and the run. A reply's real cost replaces its reservation.
+
+A caller names its own run ids, so per-run budgets alone do not bound what the service spends: the whole
+service has an account too (every run's spend, persisted as `<prefix>/usage/_service.json`, a name no
+run id can take), held against `total_budget_usd` in the same way.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ log = logging.getLogger("polyglot.judge.usage")
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 DEFAULT_RUN = "default"
+SERVICE_ACCOUNT = "_service"  # the whole service's account: run ids cannot start with "_"
 
 
 @dataclass
@@ -78,6 +83,7 @@ class Meter:
     def _apply(self, delta: Usage) -> None:
         self.call.add(delta)
         self.book.run(self.run_id).add(delta)
+        self.book.total.add(delta)
 
     def sent(self) -> None:
         """One request went out (counted when sent: a cancelled or failed request may still be billed)."""
@@ -111,6 +117,7 @@ class UsageBook:
         *,
         budget_usd: float | None = None,
         budgets: dict[str, float] | None = None,
+        total_budget_usd: float | None = None,
         attempts: int = 3,
     ):
         self.prices = PriceTable(prices)
@@ -118,9 +125,13 @@ class UsageBook:
         self.prefix = prefix
         self.budget_usd = budget_usd
         self.budgets = budgets or {}
+        self.total_budget_usd = total_budget_usd
         self.attempts = attempts
         self._runs: dict[str, Usage] = {}
         self._reserved: dict[str, float] = {}
+        self.total = Usage()  # every run's spend, this process's and (once loaded) earlier ones'
+        self._total_loaded = False
+        self._total_reserved = 0.0
 
     def budget(self, run_id: str) -> tuple[str, float | None]:
         """(the setting that limits the run, its USD limit or None)."""
@@ -138,10 +149,20 @@ class UsageBook:
                 "replies already paid for are cached and cost nothing)",
                 field="run_id",
             )
-        self._reserved[run_id] = held + cost
+        limit = self.total_budget_usd
+        spent, held = self.total.cost_usd, self._total_reserved
+        if limit is not None and spent + held + cost > limit:
+            raise ResourceExhausted(
+                f"the judge service is at its total budget total_budget_usd of ${limit:.2f} (all runs together): "
+                f"${spent:.4f} spent, ${held:.4f} in flight, and the next request could cost ${cost:.4f}; not sent "
+                "(the operator raises total_budget_usd to go on)"
+            )
+        self._reserved[run_id] = self._reserved.get(run_id, 0.0) + cost
+        self._total_reserved = held + cost
 
     def release(self, run_id: str, cost: float) -> None:
         self._reserved[run_id] = max(0.0, self._reserved.get(run_id, 0.0) - cost)
+        self._total_reserved = max(0.0, self._total_reserved - cost)
 
     def run(self, run_id: str) -> Usage:
         return self._runs.setdefault(run_id, Usage())
@@ -153,8 +174,25 @@ class UsageBook:
     def _key(self, run_id: str) -> str:
         return f"{self.prefix}/usage/{run_id}.json"
 
+    async def _load_total(self) -> None:
+        if self._total_loaded or self.store is None:
+            return
+        try:
+            data = await store_call(
+                self.store.get_json, self._key(SERVICE_ACCOUNT), what="read the judge service's usage",
+                attempts=self.attempts,
+            )  # fmt: skip
+            earlier = Usage(**data["usage"])
+        except NotFound:
+            earlier = Usage()
+        if not self._total_loaded:  # another call may have loaded it while this one waited
+            earlier.add(self.total)
+            self.total, self._total_loaded = earlier, True
+
     async def load(self, run_id: str) -> None:
-        """Adopt a persisted account (from an earlier process) before this process adds to it."""
+        """Adopt a persisted account (from an earlier process) before this process adds to it; the service's
+        account too, on the first call."""
+        await self._load_total()
         if run_id in self._runs or self.store is None:
             return
         try:  # a store that fails here fails the call (UNAVAILABLE): the budget cannot be checked without it
@@ -170,14 +208,14 @@ class UsageBook:
         the next call's save writes it whole."""
         if self.store is None:
             return
-        usage = asdict(self.run(run_id))
-        try:
-            await store_call(
-                self.store.put_json, self._key(run_id), {"run_id": run_id, "usage": usage},
-                what=f"save the usage of run {run_id!r}", attempts=self.attempts,
-            )  # fmt: skip
-        except PolyglotError as exc:
-            log.error("could not save the usage of run %s (kept in memory): %s", run_id, exc)
+        for account, usage in ((run_id, self.run(run_id)), (SERVICE_ACCOUNT, self.total)):
+            try:
+                await store_call(
+                    self.store.put_json, self._key(account), {"run_id": account, "usage": asdict(usage)},
+                    what=f"save the usage of {account!r}", attempts=self.attempts,
+                )  # fmt: skip
+            except PolyglotError as exc:
+                log.error("could not save the usage of %s (kept in memory): %s", account, exc)
 
     async def get(self, run_id: str) -> Usage:
         await self.load(run_id)

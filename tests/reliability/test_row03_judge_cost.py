@@ -65,3 +65,31 @@ def test_a_run_budget_is_a_hard_stop_that_survives_a_restart(openai_server, judg
             judge.grade(items(5, start=10), model="gpt-4-turbo", run_id="red-team")
         assert judge.usage("red-team").cost_usd == pytest.approx(spent.cost_usd)
     assert openai_server.count == spent.requests  # nothing more was bought
+
+
+def test_made_up_run_ids_cannot_spend_past_the_service_total_which_survives_a_restart(
+    openai_server, judge_settings_factory
+):
+    openai_server.default = lambda request: Reply({"reasoning": "fine", "score": 4}, completion_tokens=1024)
+    settings = judge_settings_factory(
+        openai_server.base_url, allowed_models=["gpt-4-turbo"], budget_usd=BUDGET_USD, total_budget_usd=2 * BUDGET_USD
+    )
+    with running_judge(settings) as address, JudgeClient(address) as judge:
+        spent = 0.0
+        for n in range(10):  # each new run id has a fresh per-run budget; the service's total still holds
+            try:
+                judge.grade(items(2, start=2 * n), model="gpt-4-turbo", run_id=f"made-up-{n}")
+            except ResourceExhausted as exc:
+                if "total budget" in str(exc):
+                    break
+            spent = sum(judge.usage(f"made-up-{k}").cost_usd for k in range(n + 1))
+        else:
+            pytest.fail("ten made-up runs were never stopped by total_budget_usd")
+    assert 0 < spent <= 2 * BUDGET_USD
+    bought = openai_server.count
+
+    with running_judge(settings) as address, JudgeClient(address) as judge:  # restarted: the total is persisted
+        with pytest.raises(ResourceExhausted, match="total budget total_budget_usd"):
+            judge.grade(items(1, start=100), model="gpt-4-turbo", run_id="yet-another")
+    assert openai_server.count == bought  # nothing more was bought
+
