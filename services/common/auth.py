@@ -7,6 +7,10 @@ identity is the certificate's common name). Rules then say which identities may 
     POLYGLOT_CALLERS=/etc/polyglot/callers   # one file per identity: its token, or `sha256:<hex digest>`
     POLYGLOT_AUTHORIZATION='{"/polyglot.v1.TrainerService/SubmitJob": ["study"], "*": ["*"]}'
 
+The callers file or directory is re-read when it changes (checked at most every `RELOAD_SECONDS`), so a
+rotated Kubernetes Secret takes effect without a restart; a change that does not load (a half-written
+file, a token too short) keeps the tokens in force and logs why.
+
 Health (grpc.health.v1) and reflection stay open, for probes. A service that listens beyond loopback
 without either refuses to start unless told `--insecure` (`check_exposure`).
 
@@ -20,6 +24,10 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
+import json
+import logging
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +40,8 @@ __all__ = ["ANY", "DEFAULT_AUTHORIZATION", "Authenticator", "check_exposure", "l
 
 # Methods open to anyone: the standard health service (kubelet probes carry no credentials) and reflection.
 OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+RELOAD_SECONDS = 5.0  # how stale a rotated token may be; a check is a few stat calls
+log = logging.getLogger("polyglot.auth")
 
 
 def load_tokens(path: Path) -> dict[str, bytes]:
@@ -63,6 +73,46 @@ def load_tokens(path: Path) -> dict[str, bytes]:
     return tokens
 
 
+class CallersFile:
+    """`load_tokens(path)`, loaded again when the file or directory changes (kubelet swaps a Secret's `..data`
+    link; an editor replaces a file): its entries' names, inodes, sizes and modification times are compared at
+    most every `interval` seconds."""
+
+    def __init__(self, path: Path, interval: float | None = None):
+        self.path, self.interval = Path(path), RELOAD_SECONDS if interval is None else interval
+        self._stamp = self._fingerprint()
+        self._tokens = load_tokens(self.path)
+        self._checked = time.monotonic()
+
+    def _fingerprint(self) -> tuple | None:
+        try:
+            entries = sorted(self.path.iterdir()) if self.path.is_dir() else [self.path]
+            stats = [(e.name, os.stat(e)) for e in entries if not e.name.startswith(".") or e == self.path]
+            return tuple((name, st.st_ino, st.st_size, st.st_mtime_ns) for name, st in stats)
+        except OSError:
+            return None  # gone for a moment (a swap in progress): compared again at the next check
+
+    def tokens(self) -> dict[str, bytes]:
+        now = time.monotonic()
+        if now - self._checked < self.interval:
+            return self._tokens
+        self._checked = now
+        stamp = self._fingerprint()
+        if stamp is None or stamp == self._stamp:
+            return self._tokens
+        try:
+            tokens = load_tokens(self.path)
+        except (InvalidArgument, OSError) as exc:
+            log.error(json.dumps({"event": "callers_not_reloaded", "path": str(self.path), "error": str(exc)}))
+        else:
+            added, removed = sorted(tokens.keys() - self._tokens.keys()), sorted(self._tokens.keys() - tokens.keys())
+            log.info(json.dumps({"event": "callers_reloaded", "identities": len(tokens), "added": added,
+                                 "removed": removed}))  # fmt: skip
+            self._tokens = tokens
+        self._stamp = stamp
+        return self._tokens
+
+
 def check_exposure(settings: ServerSettings) -> None:
     """Refuse to serve beyond loopback with no way to tell callers apart, unless `insecure` says so."""
     if settings.insecure or is_loopback(settings.host):
@@ -81,17 +131,21 @@ def check_exposure(settings: ServerSettings) -> None:
 class Authenticator:
     """Tokens and rules of one server; `identify` then `authorize` on each call."""
 
-    tokens: dict[str, bytes] = field(default_factory=dict)  # identity -> token
+    tokens: dict[str, bytes] = field(default_factory=dict)  # identity -> token (when no `callers` file)
     rules: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_AUTHORIZATION))
     client_certificates: bool = False  # mutual TLS: a verified certificate's common name is an identity
+    callers: CallersFile | None = None  # the tokens, kept current with their file (they replace `tokens`)
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> Authenticator | None:
         """None when the server checks nobody (no tokens, no client CA)."""
         if not (settings.callers or settings.tls_client_ca):
             return None
-        tokens = load_tokens(settings.callers) if settings.callers else {}
-        return cls(tokens, dict(settings.authorization), client_certificates=settings.tls_client_ca is not None)
+        callers = CallersFile(settings.callers) if settings.callers else None
+        return cls({}, dict(settings.authorization), settings.tls_client_ca is not None, callers)
+
+    def current_tokens(self) -> dict[str, bytes]:
+        return self.callers.tokens() if self.callers is not None else self.tokens
 
     def token_identity(self, authorization: str | None) -> str | None:
         """The identity whose token `authorization` (`Bearer <token>`) carries; None when there is none.
@@ -107,7 +161,7 @@ class Authenticator:
         given = token.strip().encode()
         digest = DIGEST + hashlib.sha256(given).hexdigest().encode()
         found = None
-        for identity, expected in self.tokens.items():
+        for identity, expected in self.current_tokens().items():
             hashed = expected.startswith(DIGEST)
             if hmac.compare_digest(digest if hashed else given, expected.lower() if hashed else expected):
                 found = identity

@@ -173,6 +173,30 @@ def test_tokens_without_tls_on_loopback_and_never_in_plaintext_elsewhere(tmp_pat
             LidClient("lid.example.org:50051")
 
 
+def test_a_rotated_token_takes_effect_on_a_running_server(tmp_path, client_env, monkeypatch):
+    from services.common import auth
+
+    monkeypatch.setattr(auth, "RELOAD_SECONDS", 0.0)  # the served value is 5 s
+    old = token_dir(tmp_path / "tokens", "study")
+    settings = ServerSettings(port=0, metrics_port=0, callers=tmp_path / "tokens")
+    registration = Registration(BASES["lid"](), GENERATED["lid"], SERVICES["lid"].grpc_service)
+
+    def outcome(token: str) -> str:
+        client_env(token=token)
+        with LidClient(address, timeout=5, retries=1) as lid:
+            try:
+                lid.model_info()
+            except PolyglotError as exc:
+                return exc.code  # UNIMPLEMENTED: past the gate (the generated servicer)
+        return "OK"
+
+    with serve_in_thread([registration], settings) as address:
+        assert outcome(old["study"]) == "UNIMPLEMENTED"
+        new = token_dir(tmp_path / "tokens", "study")  # the Secret rotated, the server still running
+        assert outcome(new["study"]) == "UNIMPLEMENTED"
+        assert outcome(old["study"]) == "UNAUTHENTICATED"
+
+
 async def test_a_non_loopback_bind_without_auth_refuses_to_start_unless_insecure(tmp_path):  # grpc.aio needs a loop
     with pytest.raises(InvalidArgument, match="--insecure"):
         ServiceRuntime(ServerSettings(host="0.0.0.0", port=0, metrics_port=0), [])

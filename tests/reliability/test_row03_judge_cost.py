@@ -88,8 +88,11 @@ def test_made_up_run_ids_cannot_spend_past_the_service_total_which_survives_a_re
     assert 0 < spent <= 2 * BUDGET_USD
     bought = openai_server.count
 
-    with running_judge(settings) as address, JudgeClient(address) as judge:  # restarted: the total is persisted
-        with pytest.raises(ResourceExhausted, match="total budget total_budget_usd"):
-            judge.grade(items(1, start=100), model="gpt-4-turbo", run_id="yet-another")
+    with (
+        running_judge(settings) as address,  # restarted: the total is persisted
+        JudgeClient(address) as judge,
+        pytest.raises(ResourceExhausted, match="total budget total_budget_usd"),
+    ):
+        judge.grade(items(1, start=100), model="gpt-4-turbo", run_id="yet-another")
     assert openai_server.count == bought  # nothing more was bought
 

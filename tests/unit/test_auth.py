@@ -13,11 +13,52 @@ import pytest
 import yaml
 
 from services.common import credentials
-from services.common.auth import DEFAULT_AUTHORIZATION, Authenticator, check_exposure, load_tokens
+from services.common.auth import DEFAULT_AUTHORIZATION, Authenticator, CallersFile, check_exposure, load_tokens
 from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unauthenticated
 from services.common.settings import ServerSettings, server_settings
 
 STUDY, JUDGE = "s" * 20 + "tudy", "j" * 20 + "udge"
+
+
+def _secret(directory: Path, version: str, tokens: dict[str, str]) -> None:
+    """Write `tokens` the way kubelet updates a mounted Secret: a new `..<version>` directory, then `..data`
+    swapped to it, each key a link through `..data`."""
+    target = directory / f"..{version}"
+    target.mkdir(parents=True)
+    for name, token in tokens.items():
+        (target / name).write_text(token)
+    (directory / "..data_tmp").symlink_to(target.name)
+    (directory / "..data_tmp").rename(directory / "..data")
+    for name in tokens:
+        if not (directory / name).is_symlink():
+            (directory / name).symlink_to(Path("..data") / name)
+
+
+def test_a_rotated_secret_takes_effect_without_a_restart_and_a_bad_one_is_not_taken(tmp_path, caplog):
+    secret = tmp_path / "callers"
+    _secret(secret, "v1", {"study": STUDY})
+    auth = Authenticator(callers=CallersFile(secret, interval=0))
+    assert auth.identify(f"Bearer {STUDY}", None) == "study"
+
+    rotated = "r" * 20 + "otated"
+    _secret(secret, "v2", {"study": rotated})
+    assert auth.identify(f"Bearer {rotated}", None) == "study"
+    with pytest.raises(Unauthenticated):
+        auth.identify(f"Bearer {STUDY}", None)  # the old token stops working
+
+    _secret(secret, "v3", {"study": "short"})  # refused by load_tokens: the tokens in force stay
+    assert auth.identify(f"Bearer {rotated}", None) == "study"
+    assert "callers_not_reloaded" in caplog.text and "shorter than 16" in caplog.text
+
+
+def test_a_callers_file_is_checked_again_only_after_its_interval(tmp_path):
+    path = tmp_path / "callers.txt"
+    path.write_text(f"study: {STUDY}\n")
+    callers = CallersFile(path, interval=3600)
+    path.write_text(f"judge: {JUDGE}\n")
+    assert set(callers.tokens()) == {"study"}  # not yet looked at again
+    callers._checked -= 3600
+    assert set(callers.tokens()) == {"judge"}
 
 
 def test_tokens_from_a_mounted_secret_directory_skip_its_bookkeeping(tmp_path):
