@@ -466,6 +466,7 @@ def score(
     """Score outputs generated elsewhere with the study's metrics (chat: LID agreement and line pass rate,
     helpfulness with --judge; XQuAD: EM and F1), then aggregate and report. A bad record exits 2 naming its
     line and field; nothing is skipped."""
+    from flows import progress
     from flows.config import JudgeConfig
     from flows.progress_view import ProgressView
     from flows.score import read_outputs, score_outputs, write_report
@@ -483,7 +484,7 @@ def score(
     options = JudgeConfig(**{k: v for k, v in {"provider": judge_provider, "model": judge_model}.items() if v})
     judge_options = options.model_dump(include={"provider", "model", "template"})
     try:
-        with _score_clients(lid, judge) as (lid_, judge_):
+        with view, progress.using(view), _score_clients(lid, judge) as (lid_, judge_):  # bars on stderr
             scored = score_outputs(outputs, name, lid_, judge_, judge_options)
         paths = write_report(name, outputs, scored, out or Path(".polyglot") / "reports" / name)
     except PolyglotError as exc:

@@ -54,8 +54,22 @@ def _gate_target(target: str, prompt_id: Any, gate_language: str) -> str:
     return found.code if found else target
 
 
-def _batched(call: Callable[[list[Any]], list[Any]], items: Sequence[Any], size: int = LID_BATCH) -> list[Any]:
-    return [r for start in range(0, len(items), size) for r in call(list(items[start : start + size]))]
+Progress = Callable[[str, int, int], None]  # (stage, done, total) after each batch
+
+
+def _batched(
+    call: Callable[[list[Any]], list[Any]],
+    items: Sequence[Any],
+    size: int = LID_BATCH,
+    progress: Progress | None = None,
+    stage: str = "",
+) -> list[Any]:
+    out: list[Any] = []
+    for start in range(0, len(items), size):
+        out += call(list(items[start : start + size]))
+        if progress is not None:
+            progress(stage, len(out), len(items))
+    return out
 
 
 def grade_replies(
@@ -72,12 +86,16 @@ def grade_replies(
     lid_slot: contextlib.AbstractContextManager = contextlib.nullcontext(),
     judge_slot: contextlib.AbstractContextManager = contextlib.nullcontext(),
     gate_language: str = "target",
+    progress: Progress | None = None,
 ) -> list[Graded]:
     """Each reply's metrics, outcome and sample fields. `judge` None: lid's metrics only. A text lid refuses
-    gives the item REFUSED and no metric (nothing about its language can be trusted)."""
+    gives the item REFUSED and no metric (nothing about its language can be trusted). `progress` hears
+    `("lid identify" | "lid check" | "judge", done, total)` after each batch."""
     with lid_slot:
-        ids = _batched(lambda texts: lid.identify(texts, k=1, strip_role_markers=True), [*prompts, *replies])
-        checks = _batched(lid.check_language, list(zip(replies, targets, strict=True)))
+        ids = _batched(lambda texts: lid.identify(texts, k=1, strip_role_markers=True), [*prompts, *replies],
+                       progress=progress, stage="lid identify")  # fmt: skip
+        checks = _batched(lid.check_language, list(zip(replies, targets, strict=True)), progress=progress,
+                          stage="lid check")  # fmt: skip
     prompt_ids, reply_ids = ids[: len(replies)], ids[len(replies) :]
     grades: list[Any] = [_NO_GRADE] * len(replies)
     if judge is not None:
@@ -88,7 +106,7 @@ def grade_replies(
         ]
         with judge_slot:  # in batches: a judge caps the items of one call (its max_items_per_call)
             grades = _batched(lambda batch: judge.grade(batch, run_id=run_id, **judge_options).records, items,
-                              JUDGE_BATCH)  # fmt: skip
+                              JUDGE_BATCH, progress, "judge")  # fmt: skip
         for grade in grades:  # an outage answered as an ERROR item (older judges): retried, never stored as done
             if grade.error is not None and grade.error.code in TRANSIENT_CODES:
                 message = f"judging of item {grade.id}: {grade.error.message}"

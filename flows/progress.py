@@ -100,7 +100,19 @@ class ShardFailed:
     error: str
 
 
-Event = DataProgress | TrainingStarted | TrainingProgress | TrainingDone | EvaluationPlanned | ShardDone | ShardFailed
+@dataclass(frozen=True)
+class ScoringProgress:
+    """`polyglot score` working through existing outputs: `done` of `total` texts of one `stage` (lid, judge)."""
+
+    stage: str
+    done: int
+    total: int
+
+
+Event = (
+    DataProgress | TrainingStarted | TrainingProgress | TrainingDone | EvaluationPlanned | ShardDone | ShardFailed
+    | ScoringProgress
+)  # fmt: skip
 Sink = Callable[[Event], None]
 
 _log = logging.getLogger(__name__)

@@ -138,6 +138,12 @@ class ProgressView:
             return shard_line(t, event)
         if isinstance(event, events.DataProgress) and event.status != "running":
             return f"data {event.dataset}: {'built' if event.status == 'built' else 'already built'}"
+        if isinstance(event, events.ScoringProgress):
+            now, last = time.monotonic(), self.last_line.get(f"score:{event.stage}")
+            if last is not None and now - last < LINE_EVERY_S and event.done < event.total:
+                return None
+            self.last_line[f"score:{event.stage}"] = now
+            return f"score {event.stage}: {event.done:,}/{event.total:,}"
         return None
 
     # -- bars, on a terminal ------------------------------------------------------------------------------
@@ -172,6 +178,9 @@ class ProgressView:
             total = job.total_steps or (1 if job.ended is not None else None)  # a stored model: one full bar
             completed = total if job.state in ("SUCCEEDED", "stored") and total else job.step
             bars.update(bar, total=total, completed=completed, detail=detail, eta=job.eta_seconds)
+        elif isinstance(event, events.ScoringProgress):
+            bar = self._bar(f"score:{event.stage}", f"score {event.stage}", event.total, rate_unit="texts")
+            bars.update(bar, total=event.total, completed=event.done)
         elif isinstance(event, events.EvaluationPlanned | events.ShardDone | events.ShardFailed):
             done, failed, planned = t.shard_counts()
             bar = self._bar("evaluate", "evaluate shards", planned, rate_unit="")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flows import progress
 from flows.evals import TASKS, EvalItem
 from flows.evals.scoring import LETTERS
 from flows.grading import grade_replies
@@ -291,6 +292,7 @@ def score_chat(outputs: Sequence[Output], study: str, lid: Any, judge: Any = Non
         judged_metrics=TASKS.get("chat").hook_module.judged_metrics,
         judge_options=judge_options or {},
         run_id=study,
+        progress=lambda stage, done, total: progress.emit(progress.ScoringProgress(stage, done, total)),
     )
     return [
         Scored(_result(o, study, g.metrics, g.outcome), {"reply": o.reply} | g.sample)

@@ -100,7 +100,10 @@ def test_paper_chat_outputs_get_the_language_agreement_computed_by_hand(paper_fi
     out = tmp_path / "report"
     run = CliRunner().invoke(app, ["score", str(paper_files["chat"]), "--out", str(out)])
     assert run.exit_code == 0, run.output
-    assert "scored 3 of 3 records" in " ".join(run.output.split())
+    printed = " ".join(run.output.split())
+    assert "scored 3 of 3 records" in printed
+    # Progress off a terminal: a line per stage as it completes (prompts and replies are identified).
+    assert "score lid identify: 6/6" in printed and "score lid check: 3/3" in printed
     records = results(out)
     assert [r["outcome"] for r in records] == ["ok"] * 3
     assert [r["metrics"]["lang_match"] for r in records] == [match for _, match, _ in CHAT]
@@ -144,6 +147,7 @@ def test_with_a_judge_chat_gets_helpfulness_and_the_gate(paper_files, tmp_path, 
     with running_judge(judge_settings_factory(openai_server.base_url)) as judge:
         run = CliRunner().invoke(app, ["score", str(paper_files["chat"]), "--out", str(out), "--judge", judge])
     assert run.exit_code == 0, run.output
+    assert "score judge: 3/3" in " ".join(run.output.split())
     records = results(out)
     # The scripted judge grades 4; the English reply is gated to 1 without asking it.
     assert [r["metrics"]["helpfulness"] for r in records] == [4.0, 1.0, 4.0]
