@@ -84,6 +84,7 @@ class ModelInfo:
     max_text_bytes: int
     languages: tuple[ModelLanguage, ...] = ()  # one per label, in the model's label order
     word_list: str = ""  # the English word list of `lcb` checks' WPR; "" when none is configured
+    workers: int = 1  # processes computing batches: the service's serving one and live children (`--workers`)
 
 
 # Positional constructors for the two records built once per text, skipping the frozen dataclass

@@ -242,6 +242,8 @@ class LidServicer(lid_pb2_grpc.LidServiceServicer):
 
     async def GetModelInfo(self, request, context):
         info = await asyncio.to_thread(self.lid.model_info)  # the first call hashes the file
+        if self.pool is not None:
+            info = dataclasses.replace(info, workers=self.pool.processes)
         fields = dataclasses.asdict(info)
         fields["languages"] = [lid_pb2.ModelLanguage(**language) for language in fields["languages"]]
         return lid_pb2.LidModelInfo(**fields)

@@ -41,6 +41,7 @@ def test_two_workers_answer_as_one_process_and_survive_a_lost_child(words):
         wait_until_serving(proc, address)
         (child,) = children_of(proc.pid)
         with LidClient(address, timeout=60) as client:
+            assert client.model_info().workers == 2
             for round_ in range(2):
                 identified = client.identify(texts, k=2)
                 assert [(r.index, r.field, [p.raw_label for p in r.predictions]) for r in identified] == [
@@ -55,6 +56,7 @@ def test_two_workers_answer_as_one_process_and_survive_a_lost_child(words):
                 if round_ == 0:  # the second round runs after the child was killed (the OOM killer's way)
                     os.kill(child, signal.SIGKILL)
                     wait_until(lambda: not alive(child), 30, "the worker to die")
+            assert client.model_info().workers == 1  # what is left: the serving process
         assert proc.poll() is None
     finally:
         assert stop(proc) == 0

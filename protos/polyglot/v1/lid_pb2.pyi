@@ -146,7 +146,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class LidModelInfo(_message.Message):
-    __slots__ = ("path", "sha256", "num_labels", "label_scheme", "max_batch_size", "max_text_bytes", "languages", "word_list")
+    __slots__ = ("path", "sha256", "num_labels", "label_scheme", "max_batch_size", "max_text_bytes", "languages", "word_list", "workers")
     PATH_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     NUM_LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +155,7 @@ class LidModelInfo(_message.Message):
     MAX_TEXT_BYTES_FIELD_NUMBER: _ClassVar[int]
     LANGUAGES_FIELD_NUMBER: _ClassVar[int]
     WORD_LIST_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
     path: str
     sha256: str
     num_labels: int
@@ -163,7 +164,8 @@ class LidModelInfo(_message.Message):
     max_text_bytes: int
     languages: _containers.RepeatedCompositeFieldContainer[ModelLanguage]
     word_list: str
-    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., num_labels: _Optional[int] = ..., label_scheme: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., max_text_bytes: _Optional[int] = ..., languages: _Optional[_Iterable[_Union[ModelLanguage, _Mapping]]] = ..., word_list: _Optional[str] = ...) -> None: ...
+    workers: int
+    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., num_labels: _Optional[int] = ..., label_scheme: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., max_text_bytes: _Optional[int] = ..., languages: _Optional[_Iterable[_Union[ModelLanguage, _Mapping]]] = ..., word_list: _Optional[str] = ..., workers: _Optional[int] = ...) -> None: ...
 
 class ModelLanguage(_message.Message):
     __slots__ = ("raw_label", "language", "iso639_3", "script")
