@@ -25,5 +25,6 @@ def build(server: ServerSettings, settings: LidSettings) -> list[Registration]:
         word_list=settings.word_list,
     )
     # Forked now, before the gRPC server exists: the children share the loaded model and hold no gRPC state.
-    pool = WorkerPool(identifier, settings.workers) if settings.workers > 1 else None
+    workers = settings.processes()
+    pool = WorkerPool(identifier, workers) if workers > 1 else None
     return [Registration(LidServicer(identifier, pool), add_to_server, SERVICES["lid"].grpc_service)]

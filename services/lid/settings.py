@@ -28,15 +28,22 @@ class LidSettings(BaseSettings):
     )
     workers: int = Field(
         1,
-        gt=0,
+        ge=0,
         le=64,
         description="Processes that predict: this one and workers - 1 forked children, which compute shares of "
         "each large batch at the same time (fastText holds the GIL, so one process uses one core). Set it to the "
-        "cores the service may use (the pod's CPU limit).",
+        "cores the service may use; 0 = that count, read from the container's CPU limit (services/common/cpus.py).",
     )
+
     word_list: Path | None = Field(
         None,
         description="English word list (one word a line) for the word pass rate of CheckLanguage's `lcb` metric: "
         "the Language Confusion Benchmark's `words` (services/lid/README.md says where to get it); unset = WPR "
         "undefined.",
     )
+
+    def processes(self) -> int:
+        """`workers`, with 0 resolved to the CPUs this process may use."""
+        from services.common.cpus import usable_cpus
+
+        return self.workers or usable_cpus()

@@ -24,6 +24,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
+from services.common.cpus import usable_cpus
+
 Kind = Literal["cuda", "cpu"]
 
 
@@ -93,13 +95,6 @@ def visible_gpus(cuda_device_count: int) -> tuple[str, ...]:
     if given is not None:
         return tuple(g.strip() for g in given.split(",") if g.strip())[:cuda_device_count]
     return tuple(str(i) for i in range(cuda_device_count))
-
-
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def resolve_kind(device: str, cuda_device_count: int) -> Kind:
