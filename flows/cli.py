@@ -520,7 +520,9 @@ def confusion(
     """Line-level language confusion of replies you already have, on CPU (the Language Confusion Benchmark's
     LPR and WPR per language, and which language failing lines drifted into). A malformed record exits 2
     naming its line and field; every record is accounted for (refused ones are listed)."""
+    from flows import progress
     from flows.confusion import check_records, confusion_matrix, read_records, rich_tables, summarize, write_outputs
+    from flows.progress_view import ProgressView
     from services.common.languages import resolve
 
     if language is not None and resolve(language) is None:
@@ -532,8 +534,8 @@ def confusion(
     except OSError as exc:
         raise _fail(f"cannot read {file}: {exc.strerror}", 2) from None
     try:
-        with _lid_checker(lid, words) as checker:
-            verdicts = check_records(records, checker)
+        with ProgressView(console) as view, progress.using(view), _lid_checker(lid, words) as checker:
+            verdicts = check_records(records, checker)  # progress on stderr; the tables go to stdout
     except PolyglotError as exc:
         raise _fail(escape(str(exc))) from None
     rows = summarize(verdicts, confidence=confidence, n_resamples=resamples)

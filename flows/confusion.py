@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from flows import progress
 from flows.aggregate import cluster_bootstrap
 from flows.evals.confusion import drift, matrix_columns
 from flows.grading import check_lines, line_sample
@@ -170,8 +171,12 @@ def language_label(code: str) -> str:
 
 
 def check_records(records: Sequence[Record], lid: Any) -> list[Verdict]:
-    """Each record's lid check, in order (`lid`: a LidClient or the in-process LanguageIdentifier)."""
-    checks = check_lines(lid, [r.reply for r in records], [r.language for r in records])
+    """Each record's lid check, in order (`lid`: a LidClient or the in-process LanguageIdentifier); progress
+    as `ScoringProgress` events (`flows.progress`)."""
+    def report(stage: str, done: int, total: int) -> None:
+        progress.emit(progress.ScoringProgress(stage, done, total))
+
+    checks = check_lines(lid, [r.reply for r in records], [r.language for r in records], progress=report)
     return [Verdict(r, line_sample(c)) for r, c in zip(records, checks, strict=True)]
 
 

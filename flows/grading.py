@@ -141,12 +141,15 @@ def check_lines(
     targets: Sequence[str],
     *,
     lid_slot: contextlib.AbstractContextManager = contextlib.nullcontext(),
+    progress: Progress | None = None,
 ) -> list[Any]:
     """lid's line-level check of each reply against its target language with the benchmark's rules
-    (`metric="lcb"`: per line label and probability, the reply's line pass and word pass)."""
+    (`metric="lcb"`: per line label and probability, the reply's line pass and word pass). `progress` hears
+    `("lid lines", done, total)` after each batch."""
     items = list(zip(replies, targets, strict=True))
     with lid_slot:
-        return _batched(lambda batch: lid.check_language(batch, metric="lcb"), items)
+        return _batched(lambda batch: lid.check_language(batch, metric="lcb"), items, progress=progress,
+                        stage="lid lines")  # fmt: skip
 
 
 def line_sample(check: Any) -> dict[str, Any]:

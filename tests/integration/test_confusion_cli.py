@@ -65,6 +65,7 @@ def test_in_process_and_through_the_service_give_the_same_verdicts_for_every_rec
     assert verdicts(tmp_path / "a") == verdicts(tmp_path / "b")
     assert [v[0] for v in verdicts(tmp_path / "a")] == [r["id"] for r in records]  # count in = count out, in order
     assert "150 records in, 150 out" in " ".join(local.output.split())
+    assert "score lid lines: 150/150" in " ".join(local.output.split())  # progress, off a terminal
     table = list(csv.DictReader((tmp_path / "a" / "table.csv").open(encoding="utf-8")))
     assert sum(int(row["records"]) for row in table) == 150
     assert sum(int(row["skipped"]) for row in table) == sum(1 for r in records if not r["reply"])  # empty replies
