@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+
+from bench.bench_lid import _cpu_seconds, shared_dir  # CPU of a process and its children; ../shared
+from services.common.local import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 ADAPTERS = 4
@@ -45,20 +47,10 @@ HOSTS = ("127.0.0.1", "127.0.0.2")
 NAME = "generator.bench"
 
 
-def _shared_dir() -> Path:
-    return Path(os.environ.get("POLYGLOT_SHARED_DIR", REPO.parent / "shared"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _instructions(n: int) -> list[str]:
     """Real chat instructions (AlpacaEval's, from ../shared) as Guanaco-format prompts."""
     rows = json.loads(
-        (_shared_dir() / "data" / "alpaca_eval" / "alpaca_eval_gpt4_1106_preview_outputs.json").read_text()
+        (shared_dir() / "data" / "alpaca_eval" / "alpaca_eval_gpt4_1106_preview_outputs.json").read_text()
     )
     return [f"### Human: {row['instruction'].strip()[:400]}\n### Assistant:" for row in rows[:n]]
 
@@ -90,12 +82,6 @@ def _generate_calls(host: str, metrics_port: int) -> int:
     text = urllib.request.urlopen(f"http://{host}:{metrics_port}/metrics", timeout=10).read().decode()
     pattern = re.compile(r'^polyglot_rpc_calls_total\{[^}]*method="Generate"[^}]*\} ([0-9.e+]+)$', re.M)
     return int(sum(float(v) for v in pattern.findall(text)))
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _evaluate_phase(cfg, shards, workers: int) -> dict:
@@ -144,7 +130,7 @@ def main(out_dir: Path) -> dict:
 
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
-    model = build_tiny_llama(work / "tiny", _shared_dir() / "models" / "tokenizers" / "llama2", seed=0)
+    model = build_tiny_llama(work / "tiny", shared_dir() / "models" / "tokenizers" / "llama2", seed=0)
     adapters = []
     for i in range(ADAPTERS):
         uri = (work / "store" / "models" / f"mix-{i}" / "adapter").as_uri()
@@ -158,8 +144,8 @@ def main(out_dir: Path) -> dict:
             chunk = prompts[s * ITEMS_PER_SHARD : (s + 1) * ITEMS_PER_SHARD]
             items = [EvalItem(id=f"{s}-{n}", task="chat", language="en", prompt=p) for n, p in enumerate(chunk)]
             shards.append(steps.Shard(tuned, "chat", "en", s, items))  # items stand in for the built eval set
-    port = _free_port()
-    metrics = {host: _free_port() for host in HOSTS}
+    port = free_port()
+    metrics = {host: free_port() for host in HOSTS}
 
     def config(dns_address: str, replicas: int):
         in_flight = IN_FLIGHT_PER_REPLICA * replicas

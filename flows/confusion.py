@@ -173,10 +173,9 @@ def language_label(code: str) -> str:
 def check_records(records: Sequence[Record], lid: Any) -> list[Verdict]:
     """Each record's lid check, in order (`lid`: a LidClient or the in-process LanguageIdentifier); progress
     as `ScoringProgress` events (`flows.progress`)."""
-    def report(stage: str, done: int, total: int) -> None:
-        progress.emit(progress.ScoringProgress(stage, done, total))
-
-    checks = check_lines(lid, [r.reply for r in records], [r.language for r in records], progress=report)
+    checks = check_lines(
+        lid, [r.reply for r in records], [r.language for r in records], progress=progress.report_scoring
+    )
     return [Verdict(r, line_sample(c)) for r, c in zip(records, checks, strict=True)]
 
 

@@ -167,6 +167,11 @@ def plan_shards(shards: Sequence[Any], stored: set[str]) -> EvaluationPlanned:
     return EvaluationPlanned(infos, frozenset(stored))
 
 
+def report_scoring(stage: str, done: int, total: int) -> None:
+    """The `progress` of `flows.grading`'s batched lid and judge calls, as ScoringProgress events."""
+    emit(ScoringProgress(stage, done, total))
+
+
 def training_reporter(job: str) -> Callable[[Any], None]:
     """An `on_progress` for `TrainerClient.wait`: each trainer `Progress` as a TrainingProgress event."""
 

@@ -292,7 +292,7 @@ def score_chat(outputs: Sequence[Output], study: str, lid: Any, judge: Any = Non
         judged_metrics=TASKS.get("chat").hook_module.judged_metrics,
         judge_options=judge_options or {},
         run_id=study,
-        progress=lambda stage, done, total: progress.emit(progress.ScoringProgress(stage, done, total)),
+        progress=progress.report_scoring,
     )
     return [
         Scored(_result(o, study, g.metrics, g.outcome), {"reply": o.reply} | g.sample)

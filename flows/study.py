@@ -174,7 +174,7 @@ def report(
     from flows.aggregate import check_error_share
     from flows.figures import render_figures
     from flows.report import render_report
-    from flows.report.paper_compare import newest_aggregate
+    from flows.report.paper_compare import newest_aggregate, other_study
     from flows.samples import copy_cell_samples
 
     compared = newest_aggregate(cfg)  # the study `report.compare_with` names, if any
@@ -196,6 +196,7 @@ def report(
             out_dir,
             outcomes=aggregated.outcomes,
             samples=samples,
+            compared=other_study(cfg, compared) if compared else None,  # the aggregate the key names
         )
         done = out_dir / keys.REPORT_DONE
         done.unlink(missing_ok=True)

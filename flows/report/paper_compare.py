@@ -76,9 +76,12 @@ def newest_aggregate(cfg: StudyConfig) -> tuple[StudyConfig, ArtifactStore, Obje
     return other, store, max(found, key=lambda o: (o.modified, o.key))
 
 
-def other_study(cfg: StudyConfig) -> OtherStudy | None:
-    """The study `report.compare_with` names, its rows ready to join this study's; None without the field."""
-    found = newest_aggregate(cfg)
+def other_study(
+    cfg: StudyConfig, found: tuple[StudyConfig, ArtifactStore, ObjectInfo] | None = None
+) -> OtherStudy | None:
+    """The study `report.compare_with` names, its rows ready to join this study's; None without the field.
+    `found`: `newest_aggregate(cfg)` when the caller has it already (the report's key names that aggregate)."""
+    found = found or newest_aggregate(cfg)
     if found is None:
         return None
     other, store, newest = found

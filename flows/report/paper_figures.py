@@ -226,12 +226,15 @@ def _number(metric: str, value: float) -> str:
     return f"{value:.2f}" if metric == "helpfulness" else f"{value:.3f}"
 
 
-def sections(cfg: StudyConfig, rows: Sequence[SummaryRow], out_dir: str | Path) -> list[PaperSection]:
+def sections(
+    cfg: StudyConfig, rows: Sequence[SummaryRow], out_dir: str | Path, other: OtherStudy | None = None
+) -> list[PaperSection]:
     """Both comparisons, figures written under `out_dir/figures` (none when the aggregate lacks their data).
-    With `report.compare_with`, the other study's rows join the overlay (paper_compare.other_study)."""
+    With `report.compare_with`, the other study's rows join the overlay: `other` when the caller has read
+    them, else `paper_compare.other_study(cfg)`."""
     out_dir = Path(out_dir)
     result = []
-    other = other_study(cfg)
+    other = other or other_study(cfg)
     overlays = overlay_figures(cfg, rows, out_dir / "figures", other)
     if overlays:
         joined = f", with study {other.name} ({other.aggregate_uri})" if other is not None else ""

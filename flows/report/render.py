@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import yaml
@@ -41,6 +41,9 @@ from flows.figures import (
 from flows.protocol.fidelity import report_markdown
 from services.common import languages
 from services.common.store.base import write_file_atomically
+
+if TYPE_CHECKING:  # imported where the overlay is drawn (paper_figures), not at every report
+    from flows.report.paper_compare import OtherStudy
 
 __all__ = ["REPORT_PACKAGES", "library_versions", "render_report"]
 
@@ -371,7 +374,9 @@ def _with_confusion(
     return sections + ([summary] if summary.tables else [])
 
 
-def _paper_sections(cfg: StudyConfig, rows: Sequence[SummaryRow], out_dir: Path) -> list[Section]:
+def _paper_sections(
+    cfg: StudyConfig, rows: Sequence[SummaryRow], out_dir: Path, compared: OtherStudy | None = None
+) -> list[Section]:
     """The paper's model-scale overlay and language-agreement heatmaps (`flows.report.paper_figures`), when
     the aggregate has their data."""
     from flows.report import paper_figures
@@ -380,7 +385,7 @@ def _paper_sections(cfg: StudyConfig, rows: Sequence[SummaryRow], out_dir: Path)
         Section(s.id, s.title, [Table(t.id, t.title, t.columns, [(code, _language_label(code), [Cell(x) for x in texts])
                                                                  for code, texts in t.rows],
                                       figure=_figure_ref(t.figure, out_dir)) for t in s.tables])
-        for s in paper_figures.sections(cfg, rows, out_dir)
+        for s in paper_figures.sections(cfg, rows, out_dir, compared)
     ]  # fmt: skip
 
 
@@ -499,13 +504,15 @@ def render_report(
     versions: Sequence[tuple[str, str]] | None = None,
     outcomes: Sequence[CellOutcomes] = (),
     samples: Mapping[Group, str] | None = None,
+    compared: OtherStudy | None = None,
 ) -> dict[str, Path]:
     """Write `report.html` and/or `report.md` (as `cfg.report.formats` asks) into out_dir.
 
     `manifests` and `cards` are the dataset manifests and training cards as {name: JSON-able} or a
     list of dicts; manifests are shown verbatim, cards as tables with their loss curve. `outcomes` (the
     aggregate's) fill cells where no item has a metric; `samples` maps a cell to its samples file, relative
-    to out_dir. Returns {"html": path, "md": path} for what was written.
+    to out_dir. `compared`: the study `report.compare_with` names, already read (`paper_compare.OtherStudy`;
+    None: read here when the config names one). Returns {"html": path, "md": path} for what was written.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -528,7 +535,7 @@ def render_report(
             out_dir,
             samples or {},
         )
-        + _paper_sections(cfg, aggregate_rows, out_dir),
+        + _paper_sections(cfg, aggregate_rows, out_dir, compared),
         "config_yaml": yaml.safe_dump(
             cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True, default_flow_style=None, width=100
         ),
