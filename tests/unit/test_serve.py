@@ -70,6 +70,8 @@ def test_the_judge_api_key_is_env_only():
         (["generator", "--backend", "tgi"], {}, "generator: --backend (env POLYGLOT_GENERATOR_BACKEND): "),
         (["trainer"], {"POLYGLOT_TRAINER_MAX_CONCURRENT_JOBS": "0"}, "trainer: --max-concurrent-jobs (env "),
         (["judge", "--concurrency", "0"], {}, "judge: --concurrency (env POLYGLOT_JUDGE_CONCURRENCY): "),
+        (["lid", "--workers", "-1"], {}, "lid: --workers (env POLYGLOT_LID_WORKERS): "),
+        (["judge"], {"POLYGLOT_JUDGE_TOTAL_BUDGET_USD": "-5"}, "judge: --total-budget-usd (env "),
     ],
 )
 def test_a_bad_setting_exits_2_naming_the_option_and_its_env(args, env, expected):

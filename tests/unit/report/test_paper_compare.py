@@ -73,3 +73,10 @@ def test_study_run_stops_before_any_work_when_the_other_study_has_no_aggregate(t
     assert result.exit_code == 2, result.output
     assert "report.compare_with" in result.output and "has no aggregate" in result.output
     assert not (tmp_path / "state").exists()
+
+
+def test_a_compared_config_that_does_not_exist_exits_2_naming_the_field(tmp_path: Path) -> None:
+    path = write_study(tmp_path, "paper-7b", "llama2-7b", "meta-llama/Llama-2-7b-hf", "no-such-study.yaml")
+    result = CliRunner().invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "report.compare_with" in result.output and "no such file" in " ".join(result.output.split())
